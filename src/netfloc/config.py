@@ -1,0 +1,77 @@
+"""TOML config files for ``netfloc run``: any flag can be a key (``batch-size`` or ``batch_size``).
+
+Flags given on the command line override the file; the file overrides the built-in defaults. List options
+(``model``, ``layers``, ``categories``) take a TOML list or a comma-separated string.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from netfloc.errors import NetflocError
+
+RUN_DEFAULTS: dict[str, Any] = {
+    "model": [],
+    "stimuli": None,
+    "out": None,
+    "layers": None,
+    "categories": None,
+    "units": "element",
+    "test": "welch",
+    "fdr": "by",
+    "alpha": 0.05,
+    "rule": "each",
+    "top_percent": 1.0,
+    "batch_size": 32,
+    "device": "auto",
+    "seed": 0,
+    "workers": 0,
+    "skip_bad": False,
+    "consistency": False,
+    "cross_validate": 0,
+    "null": 0,
+    "baseline": None,
+    "force": False,
+}
+LIST_KEYS = ("model", "layers", "categories")
+
+
+def split_list(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
+    """``"a,b"`` or ``["a", "b,c"]`` -> ``["a", "b", "c"]``; None stays None."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config into run options (keys normalised to underscores, unknown keys rejected)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise NetflocError(f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise NetflocError(f"config file {path} is not valid TOML: {error}") from None
+    raw = raw.get("run", raw)
+    options = {key.replace("-", "_"): value for key, value in raw.items()}
+    unknown = sorted(set(options) - set(RUN_DEFAULTS))
+    if unknown:
+        raise NetflocError(
+            f"config file {path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(RUN_DEFAULTS)}"
+        )
+    for key in LIST_KEYS:
+        if key in options:
+            options[key] = split_list(options[key])
+    return options
+
+
+def merge_options(config: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults, overridden by the config file, overridden by flags that were given (not None)."""
+    merged = dict(RUN_DEFAULTS)
+    merged.update(config)
+    merged.update({key: value for key, value in flags.items() if value is not None and value != []})
+    return merged

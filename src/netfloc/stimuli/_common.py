@@ -1,0 +1,120 @@
+"""Helpers shared by the stimulus tools: image listing and I/O, hashing, safe paths, atomic folders."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+
+from netfloc.errors import NetflocError
+from netfloc.stimuli.folder import IMAGE_SUFFIXES, read_image
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders embedded numbers numerically (``adult-2`` before ``adult-10``)."""
+    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text))
+
+
+def list_images(root: Path) -> list[Path]:
+    """Image files (by suffix) under ``root``, recursively, skipping hidden entries, in natural order."""
+    found = [
+        path
+        for path in root.rglob("*")
+        if path.is_file()
+        and path.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    ]
+    return sorted(found, key=lambda p: natural_key(p.relative_to(root).as_posix()))
+
+
+def read_pixels(path: Path) -> np.ndarray:
+    """uint8 pixels decoded like the stimulus loader (:func:`netfloc.stimuli.folder.read_image`, 8-bit RGB),
+    returned as H×W when the three channels are equal (greyscale source) and H×W×3 otherwise."""
+    rgb = np.asarray(read_image(path))
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        return rgb[..., 0].copy()
+    return rgb
+
+
+def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round and clip float values to an integer dtype's range; float dtypes are cast without clipping."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def save_png(pixels: np.ndarray, path: Path) -> None:
+    """Write a uint8 H×W or H×W×3 array as a PNG (lossless), creating parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="PNG")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def safe_join(root: Path, relative: str, where: str) -> Path:
+    """``root / relative`` for a POSIX relative path that stays inside ``root``; else NetflocError.
+
+    Refuses absolute paths, backslashes, empty, ``.`` and ``..`` components (zip-slip / path traversal).
+    """
+    parts = PurePosixPath(relative).parts
+    if (
+        not relative
+        or "\\" in relative
+        or relative.startswith("/")
+        or any(part in ("", ".", "..") for part in parts)
+        or ":" in parts[0]
+    ):
+        raise NetflocError(
+            f"refusing path {relative!r} in {where}: it would escape the destination folder; "
+            "use plain relative paths like 'category/file.jpg'"
+        )
+    target = root.joinpath(*parts)
+    if not target.resolve().is_relative_to(root.resolve()):
+        raise NetflocError(f"refusing path {relative!r} in {where}: it resolves outside {root} (symbolic link?)")
+    return target
+
+
+def is_nonempty_dir(path: Path) -> bool:
+    """True for an existing folder with at least one entry."""
+    return path.is_dir() and any(path.iterdir())
+
+
+@contextmanager
+def atomic_output_dir(out_dir: Path, *, force: bool) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success move it to ``out_dir`` (rename), on error delete it.
+
+    An existing non-empty ``out_dir`` is refused unless ``force`` (then it is replaced only after the new
+    content is complete).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NetflocError(f"output {out_dir} exists and is not a folder; choose another path")
+    if is_nonempty_dir(out_dir) and not force:
+        raise NetflocError(f"output folder {out_dir} is not empty; choose another path or pass force=True (--force)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old)

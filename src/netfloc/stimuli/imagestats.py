@@ -1,0 +1,126 @@
+"""Low-level image statistics (luminance, RMS contrast, radial spectral energy) and SHINE-style equalisation.
+
+Luminance is computed from 8-bit pixels scaled to [0, 1]; colour images are reduced with the ITU-R BT.601
+weights ``L = 0.299 R + 0.587 G + 0.114 B`` (those of Pillow's ``convert("L")`` and MATLAB's ``rgb2gray``,
+which SHINE uses; Willenbockel et al. 2010, Behav Res Methods 42:671).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from netfloc.errors import NetflocError
+from netfloc.stimuli._common import read_pixels, to_dtype
+
+BT601 = np.array([0.299, 0.587, 0.114])
+#: Radial frequency bands in cycles per image, [low, high); the last band runs to the spectrum's corner.
+FREQUENCY_BANDS: tuple[tuple[float, float], ...] = ((1.0, 4.0), (4.0, 16.0), (16.0, 64.0), (64.0, np.inf))
+
+
+def _band_name(low: float, high: float) -> str:
+    return f"energy_{low:g}-{high:g}cpi" if np.isfinite(high) else f"energy_{low:g}+cpi"
+
+
+MEASURES: tuple[str, ...] = (
+    "mean_luminance",
+    "rms_contrast",
+    *(_band_name(low, high) for low, high in FREQUENCY_BANDS),
+)
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Luminance in [0, 1] as float64: integer pixels are divided by their dtype's maximum (255 for uint8),
+    float pixels are taken as already in [0, 1]; H×W×3 images are weighted with BT.601."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] != 3:
+        raise NetflocError(f"expected a greyscale or RGB image, got shape {image.shape}")
+    if image.ndim not in (2, 3):
+        raise NetflocError(f"expected an H×W or H×W×3 image, got shape {image.shape}")
+    pixels = image.astype(np.float64)
+    if np.issubdtype(image.dtype, np.integer):
+        pixels /= np.iinfo(image.dtype).max
+    return pixels @ BT601 if pixels.ndim == 3 else pixels
+
+
+def band_energy(lum: np.ndarray) -> dict[str, float]:
+    """Fraction of the non-DC power ``|FFT2(L − mean L)|²`` in each radial band of :data:`FREQUENCY_BANDS`.
+
+    Radial frequency is ``f = sqrt(fx² + fy²)`` with ``fx``, ``fy`` in cycles per image along each axis. The
+    fractions sum to 1 (all energy lies at f ≥ 1 cycle/image); a constant image gives zeros.
+    """
+    height, width = lum.shape
+    power = np.abs(np.fft.fft2(lum - lum.mean())) ** 2
+    fy = np.fft.fftfreq(height) * height
+    fx = np.fft.fftfreq(width) * width
+    radius = np.hypot(fy[:, np.newaxis], fx[np.newaxis, :])
+    total = power.sum()
+    return {
+        _band_name(low, high): float(power[(radius >= low) & (radius < high)].sum() / total) if total > 0 else 0.0
+        for low, high in FREQUENCY_BANDS
+    }
+
+
+def image_stats(image: np.ndarray) -> dict[str, float]:
+    """Mean luminance ``mean(L)``, RMS contrast ``sqrt(mean((L − mean L)²))`` (population std of L in [0, 1];
+    Peli 1990, JOSA A 7:2032) and the radial band energy fractions of :func:`band_energy`."""
+    lum = luminance(image)
+    return {"mean_luminance": float(lum.mean()), "rms_contrast": float(lum.std()), **band_energy(lum)}
+
+
+def category_image_stats(files_by_category: Mapping[str, Sequence[Path]]) -> pd.DataFrame:
+    """One row per category × measure (:data:`MEASURES`) with ``n``, ``mean`` and ``std`` across images.
+
+    ``std`` is the sample standard deviation (ddof = 1), NaN for a category with one image.
+    """
+    rows = []
+    for category, files in files_by_category.items():
+        if not files:
+            raise NetflocError(f"category {category!r} has no images; add images or drop the category")
+        table = pd.DataFrame([image_stats(read_pixels(Path(path))) for path in files], columns=list(MEASURES))
+        for measure in MEASURES:
+            values = table[measure].to_numpy()
+            rows.append(
+                {
+                    "category": category,
+                    "measure": measure,
+                    "n": len(values),
+                    "mean": float(values.mean()),
+                    "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+                }
+            )
+    return pd.DataFrame(rows, columns=["category", "measure", "n", "mean", "std"])
+
+
+def equalize_luminance_contrast(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Match every image's mean and std of luminance to the set's averages (SHINE ``lumMatch``).
+
+    With ``m_i``, ``s_i`` the mean and std of image i's luminance and ``M``, ``S`` their averages over the
+    set, each pixel value ``x`` (every channel) becomes ``(x − m_i)·S/s_i + M`` on the [0, 1] scale; since the
+    BT.601 weights sum to 1, luminance is transformed the same way and colour images keep their hue.
+    Integer images are rounded and clipped back to their dtype (which may move the statistics slightly, as in
+    SHINE); float images are returned unclipped (Willenbockel et al. 2010, Behav Res Methods 42:671).
+    """
+    if not images:
+        raise NetflocError("no images to equalise; pass at least one image")
+    lums = [luminance(image) for image in images]
+    means = np.array([lum.mean() for lum in lums])
+    stds = np.array([lum.std() for lum in lums])
+    if np.any(stds == 0):
+        raise NetflocError(
+            f"image {int(np.argmax(stds == 0))} has constant luminance, so its contrast cannot be scaled; "
+            "remove blank images before equalising"
+        )
+    target_mean, target_std = means.mean(), stds.mean()
+    result = []
+    for image, mean, std in zip(images, means, stds, strict=True):
+        image = np.asarray(image)
+        top = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else 1.0
+        scaled = (image.astype(np.float64) / top - mean) * (target_std / std) + target_mean
+        result.append(to_dtype(scaled * top, image.dtype))
+    return result

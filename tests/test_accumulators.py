@@ -1,0 +1,57 @@
+"""Merge property of the streaming moment accumulators."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from netfloc.accumulators import MomentAccumulator
+
+
+def feed(values: np.ndarray, labels: np.ndarray, groups: int, batch: int) -> MomentAccumulator:
+    accumulator = MomentAccumulator(groups, values.shape[1])
+    for start in range(0, len(values), batch):
+        accumulator.update(
+            torch.from_numpy(values[start : start + batch]), torch.from_numpy(labels[start : start + batch])
+        )
+    return accumulator
+
+
+def test_disjoint_accumulators_merge_into_the_one_pass_result():
+    rng = np.random.default_rng(0)
+    values = rng.normal(3.0, 2.0, (200, 40)).astype(np.float32)
+    labels = rng.integers(0, 5, 200)
+    whole = feed(values, labels, 5, 17)
+    left = feed(values[:73], labels[:73], 5, 9)
+    right = feed(values[73:], labels[73:], 5, 31)
+    merged = left.merge(right)
+    for a, b in zip(merged.numpy(), whole.numpy(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    reference = values.astype(np.float64)
+    for k in range(5):
+        rows = reference[labels == k]
+        np.testing.assert_allclose(merged.mean[k].numpy(), rows.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(merged.m2[k].numpy(), ((rows - rows.mean(axis=0)) ** 2).sum(axis=0), rtol=1e-10)
+
+
+def test_merge_with_empty_groups_and_save_load_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(30, 8))
+    only_zero = feed(values[:10], np.zeros(10, dtype=int), 3, 4)
+    only_two = feed(values[10:], np.full(20, 2), 3, 7)
+    merged = MomentAccumulator(3, 8).merge(only_zero).merge(only_two)
+    assert merged.count.tolist() == [10.0, 0.0, 20.0]
+    assert np.all(merged.mean[1].numpy() == 0) and np.all(merged.m2[1].numpy() == 0)
+    merged.save(tmp_path / "shard.npz")
+    loaded = MomentAccumulator.load(tmp_path / "shard.npz")
+    for a, b in zip(loaded.numpy(), merged.numpy(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_float32_offsets_keep_their_digits():
+    """Large mean, small spread: a float32 sum of squares would lose the variance."""
+    rng = np.random.default_rng(2)
+    values = (1e4 + rng.normal(0, 1e-2, (500, 4))).astype(np.float32)
+    accumulator = feed(values, np.zeros(500, dtype=int), 1, 32)
+    expected = values.astype(np.float64).var(axis=0, ddof=1)
+    np.testing.assert_allclose(accumulator.variance()[0].numpy(), expected, rtol=1e-9)

@@ -1,0 +1,172 @@
+"""The command line: output contract, config files, atomic results folders and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from netfloc import LocalizerResult
+from netfloc.cli import app
+
+from .planted_model import CATEGORIES, write_planted_stimuli
+
+SPEC = f"{Path(__file__).with_name('planted_model.py')}:build"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def stimuli(tmp_path_factory) -> Path:
+    return write_planted_stimuli(tmp_path_factory.mktemp("cli") / "stimuli", per_category=8)
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def test_run_writes_the_contract(tmp_path, stimuli):
+    out = tmp_path / "results"
+    result = invoke(
+        "run",
+        "--model",
+        SPEC,
+        "--model",
+        "r18=torchvision:resnet18:random",
+        "--stimuli",
+        stimuli,
+        "--out",
+        out,
+        "--layers",
+        "units",
+        "--categories",
+        ",".join(CATEGORIES),
+        "--batch-size",
+        "5",
+        "--seed",
+        "3",
+    )
+    assert result.exit_code != 0 and "no layer 'units'" in result.output  # resnet18 has no such layer
+    assert not out.exists()
+
+    result = invoke(
+        "run",
+        "--model",
+        SPEC,
+        "--stimuli",
+        stimuli,
+        "--out",
+        out,
+        "--layers",
+        "units,patches",
+        "--categories",
+        ",".join(CATEGORIES),
+        "--batch-size",
+        "5",
+        "--seed",
+        "3",
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "selectivity.csv")
+    assert list(table.columns) == [
+        "model",
+        "layer",
+        "category",
+        "n_units",
+        "n_selective",
+        "proportion",
+        "mean_csi",
+        "median_csi",
+        "mean_dprime",
+    ]
+    assert len(table) == 2 * 4 and set(table.category) == set(CATEGORIES)
+    units = table[table.layer == "units"].set_index("category")
+    assert units.loc["faces", "n_selective"] >= 1 and units.loc["faces", "n_units"] == 516
+    patches = table[table.layer == "patches"]
+    assert (patches.n_units == 4 * 4).all()  # one grey channel, a 4×4 grid of patches
+
+    with np.load(out / "units" / "planted_model-build" / "units.npz") as data:
+        assert {
+            "categories",
+            "count",
+            "shape",
+            "mean",
+            "std",
+            "t_min",
+            "q_max",
+            "selective",
+            "csi",
+            "dprime",
+        } <= set(data)
+        assert data["count"].tolist() == [8, 8, 8, 8] and data["shape"].tolist() == [516]
+        assert data["mean"].shape == (4, 516) and data["selective"].dtype == bool
+        assert data["categories"].tolist() == list(CATEGORIES)
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 3 and run["settings"]["test"] == "welch" and run["settings"]["fdr"] == "by"
+    assert [c["n_images"] for c in run["categories"]] == [8, 8, 8, 8]
+    assert len(run["stimuli"]["digest_sha256"]) == 64 and run["versions"]["torch"]
+    assert run["models"][0]["weights"]["file_sha256"] and run["models"][0]["layers"]["units"]["n_units"] == 516
+    assert LocalizerResult.load(out).summary.equals(LocalizerResult.load(out).summary)
+
+    again = invoke("run", "--model", SPEC, "--stimuli", stimuli, "--out", out, "--layers", "units")
+    assert again.exit_code == 2 and "--force" in again.output
+    forced = invoke("run", "--model", SPEC, "--stimuli", stimuli, "--out", out, "--layers", "units", "--force")
+    assert forced.exit_code == 0 and len(pd.read_csv(out / "selectivity.csv")) == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["results"], "no temporary folders are left behind"
+
+
+def test_config_file_with_flag_override(tmp_path, stimuli):
+    config = tmp_path / "netfloc.toml"
+    config.write_text(
+        f'model = ["{SPEC}"]\nstimuli = "{stimuli}"\nlayers = "units"\nrule = "pooled"\n'
+        f'alpha = 0.01\nbatch-size = 3\nout = "{tmp_path / "from-config"}"\n'
+    )
+    result = invoke("run", "--config", config, "--alpha", "0.2", "--out", tmp_path / "flag-out")
+    assert result.exit_code == 0, result.output
+    run = json.loads((tmp_path / "flag-out" / "run.json").read_text())
+    assert run["settings"] == {
+        "units": "element",
+        "test": "welch",
+        "fdr": "by",
+        "alpha": 0.2,
+        "rule": "pooled",
+        "top_percent": 1.0,
+        "batch_size": 3,
+        "consistency": False,
+        "cross_validate": 0,
+        "null": 0,
+        "baseline": None,
+    }
+    assert not (tmp_path / "from-config").exists()
+    config.write_text('modle = "x"\n')
+    bad = invoke("run", "--config", config)
+    assert bad.exit_code == 2 and "unknown key(s) modle" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stimuli", "/nonexistent/stimuli"], "does not exist"),
+        (["--layers", "unitz"], "did you mean units"),
+        (["--test", "ztest"], "test must be welch or student"),
+        (["--alpha", "2"], "alpha must lie in"),
+    ],
+)
+def test_bad_input_is_one_line_error(tmp_path, stimuli, args, message):
+    base = {"--model": SPEC, "--stimuli": str(stimuli), "--out": str(tmp_path / "o"), "--layers": "units"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    result = invoke("run", *[item for pair in base.items() for item in pair])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_layers_and_models_commands():
+    result = invoke("layers", "torchvision:resnet18:random")
+    assert result.exit_code == 0 and "layer4" in result.output and "stages" in result.output
+    assert invoke("models").exit_code == 0

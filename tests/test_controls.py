@@ -1,0 +1,82 @@
+"""Held-out localizer, null control and random baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from netfloc import localize
+from netfloc.accumulators import MomentAccumulator
+from netfloc.analysis.controls import merge_folds, stratified_folds
+from netfloc.models import load_model
+from netfloc.models.registry import random_spec
+
+from .conftest import write_noise_images
+from .planted_model import CATEGORIES, N_PLANTED, write_planted_stimuli
+
+SPEC = f"{Path(__file__).with_name('planted_model.py')}:build"
+
+
+@pytest.fixture(scope="module")
+def planted_stimuli(tmp_path_factory) -> Path:
+    return write_planted_stimuli(tmp_path_factory.mktemp("controls") / "stimuli", per_category=15)
+
+
+def test_fold_accumulators_merge_into_the_full_data_accumulator():
+    rng = np.random.default_rng(0)
+    categories = np.repeat(np.arange(3), [10, 13, 8])
+    values = rng.normal(size=(len(categories), 20))
+    folds = stratified_folds(categories, 4, seed=1)
+    assert all(
+        np.bincount(folds[categories == k]).max() - np.bincount(folds[categories == k]).min() <= 1 for k in range(3)
+    )
+    full = MomentAccumulator(3, 20)
+    by_fold = MomentAccumulator(12, 20)
+    for start in range(0, len(values), 7):
+        batch = slice(start, start + 7)
+        full.update(torch.from_numpy(values[batch]), torch.from_numpy(categories[batch]))
+        by_fold.update(torch.from_numpy(values[batch]), torch.from_numpy(categories[batch] * 4 + folds[batch]))
+    merged = merge_folds(by_fold.numpy(), 3, 4, [0, 1, 2, 3])
+    for a, b in zip(merged, full.numpy(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert not np.array_equal(stratified_folds(categories, 4, seed=2), folds)
+
+
+def test_planted_units_replicate_on_held_out_folds(planted_stimuli):
+    result = localize(SPEC, planted_stimuli, layers=["units"], categories=CATEGORIES, cross_validate=3, progress=False)
+    table = result.tables["crossval"].pivot(index="category", columns="measure", values="value")
+    assert (table.loc[list(CATEGORIES), "n_selected_per_fold"] >= 1).all()
+    assert (table["replication_rate"] >= 0.99).all()
+    assert (table["heldout_mean_dprime"] > 2).all() and (table["heldout_mean_csi"] > 0).all()
+    assert (table["split_half_reliability"] > 0.9).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_null_control_stays_below_alpha_without_selective_units(tmp_path, seed):
+    stimuli = write_noise_images(tmp_path / "noise", dict.fromkeys(CATEGORIES, 12), seed=seed)
+    result = localize(SPEC, stimuli, layers=["units"], null=4, seed=seed, progress=False)
+    assert (result.tables["null"]["proportion"] <= 0.05).all()
+    assert not result.tables["null_summary"]["exceeds_alpha"].any()
+    assert result.summary["proportion"].max() <= 0.05
+
+
+def test_null_control_on_planted_units_finds_nothing_selective(planted_stimuli):
+    result = localize(SPEC, planted_stimuli, layers=["units"], categories=CATEGORIES, null=3, progress=False)
+    assert result.summary["n_selective"].sum() >= N_PLANTED
+    assert result.tables["null"]["n_selective"].sum() <= 0.05 * 3 * 4 * (N_PLANTED + 512)
+
+
+def test_random_baseline_is_seeded_and_reproducible(noise_stimuli):
+    assert random_spec("resnet50") == "resnet50-random=resnet50:random"
+    assert random_spec("r=torchvision:resnet18:IMAGENET1K_V1") == "r-random=torchvision:resnet18:random"
+    first = load_model(random_spec("torchvision:resnet18"), seed=7)
+    again = load_model(random_spec("torchvision:resnet18"), seed=7)
+    other = load_model(random_spec("torchvision:resnet18"), seed=8)
+    assert first.name == "torchvision-resnet18-random"
+    assert first.weights["state_sha256"] == again.weights["state_sha256"] != other.weights["state_sha256"]
+    a = localize("torchvision:resnet18:random", noise_stimuli, layers=["layer4"], seed=7, progress=False)
+    b = localize("torchvision:resnet18:random", noise_stimuli, layers=["layer4"], seed=7, progress=False)
+    np.testing.assert_array_equal(a.layers[0].mean, b.layers[0].mean)

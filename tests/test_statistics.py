@@ -1,0 +1,189 @@
+"""Statistics from streamed moments against scipy.stats / statsmodels on random data."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from netfloc.accumulators import MomentAccumulator
+from netfloc.statistics import (
+    SelectivitySettings,
+    anova_oneway,
+    csi,
+    dprime,
+    sample_variance,
+    selectivity,
+    t_test,
+)
+
+RTOL = 1e-8
+
+
+def random_groups(seed: int, sizes=(23, 31, 17, 40), units: int = 60):
+    """Per-group data with group-specific means and variances (some units strongly selective)."""
+    rng = np.random.default_rng(seed)
+    groups = []
+    for k, n in enumerate(sizes):
+        loc = rng.normal(0, 1, units) + (np.arange(units) % len(sizes) == k) * 2.0
+        scale = rng.uniform(0.5, 2.0, units)
+        groups.append(rng.normal(loc, scale, (n, units)))
+    return groups
+
+
+def stream(groups, seed: int, device="cpu") -> MomentAccumulator:
+    """Feed all rows, shuffled across groups, in batches of uneven sizes."""
+    rng = np.random.default_rng(seed)
+    values = np.concatenate(groups)
+    labels = np.concatenate([np.full(len(g), k) for k, g in enumerate(groups)])
+    order = rng.permutation(len(values))
+    values, labels = values[order], labels[order]
+    accumulator = MomentAccumulator(len(groups), values.shape[1], device)
+    start = 0
+    while start < len(values):
+        size = int(rng.integers(1, 13))
+        batch = slice(start, start + size)
+        accumulator.update(torch.from_numpy(values[batch]), torch.from_numpy(labels[batch]))
+        start += size
+    return accumulator
+
+
+@pytest.fixture(params=[0, 1, 2])
+def data(request):
+    groups = random_groups(request.param)
+    count, mean, m2 = stream(groups, request.param).numpy()
+    return groups, count, mean, m2
+
+
+def test_moments_match_numpy(data):
+    groups, count, mean, m2 = data
+    variance = sample_variance(count, mean, m2)
+    for k, g in enumerate(groups):
+        assert count[k] == len(g)
+        np.testing.assert_allclose(mean[k], g.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(variance[k], g.var(axis=0, ddof=1), rtol=1e-10)
+
+
+@pytest.mark.parametrize("test", ["welch", "student"])
+def test_t_and_p_match_scipy(data, test):
+    groups, count, mean, m2 = data
+    variance = sample_variance(count, mean, m2)
+    for a, b in itertools.permutations(range(len(groups)), 2):
+        t, _, p = t_test(count[a], mean[a], variance[a], count[b], mean[b], variance[b], test)
+        reference = stats.ttest_ind(groups[a], groups[b], equal_var=(test == "student"))
+        np.testing.assert_allclose(t, reference.statistic, rtol=RTOL)
+        np.testing.assert_allclose(p, reference.pvalue, rtol=RTOL)
+
+
+def test_welch_df_matches_scipy(data):
+    groups, count, mean, m2 = data
+    variance = sample_variance(count, mean, m2)
+    _, df, _ = t_test(count[0], mean[0], variance[0], count[1], mean[1], variance[1], "welch")
+    reference = stats.ttest_ind(groups[0], groups[1], equal_var=False)
+    np.testing.assert_allclose(df, reference.df, rtol=RTOL)
+
+
+def test_anova_matches_scipy(data):
+    groups, count, mean, m2 = data
+    f, p = anova_oneway(count, mean, m2)
+    reference = stats.f_oneway(*groups)
+    np.testing.assert_allclose(f, reference.statistic, rtol=RTOL)
+    np.testing.assert_allclose(p, reference.pvalue, rtol=RTOL)
+
+
+def scipy_pairwise(groups, test, method):
+    """Brute-force t and q for every ordered pair, with scipy (and statsmodels as a second reference)."""
+    t, q = {}, {}
+    for a, b in itertools.combinations(range(len(groups)), 2):
+        result = stats.ttest_ind(groups[a], groups[b], equal_var=(test == "student"))
+        q_ab = stats.false_discovery_control(result.pvalue, method=method)
+        q_statsmodels = multipletests(result.pvalue, method=f"fdr_{method}")[1]
+        np.testing.assert_allclose(q_ab, q_statsmodels, rtol=1e-10)
+        t[a, b], t[b, a] = result.statistic, -result.statistic
+        q[a, b] = q[b, a] = q_ab
+    return t, q
+
+
+@pytest.mark.parametrize("test", ["welch", "student"])
+@pytest.mark.parametrize("method", ["by", "bh"])
+def test_each_rule_matches_bruteforce(data, test, method):
+    groups, count, mean, m2 = data
+    settings = SelectivitySettings(test=test, fdr=method, alpha=0.05, rule="each")
+    found = selectivity(count, mean, m2, settings)
+    t, q = scipy_pairwise(groups, test, method)
+    k = len(groups)
+    for category in range(k):
+        others = [j for j in range(k) if j != category]
+        t_min = np.min([t[category, j] for j in others], axis=0)
+        q_max = np.max([q[category, j] for j in others], axis=0)
+        np.testing.assert_allclose(found.t_min[category], t_min, rtol=RTOL)
+        np.testing.assert_allclose(found.q_max[category], q_max, rtol=RTOL)
+        expected = np.all([(t[category, j] > 0) & (q[category, j] < 0.05) for j in others], axis=0)
+        np.testing.assert_array_equal(found.selective[category], expected)
+    assert found.selective.sum() > 0, "the random data plant selective units; some must be found"
+
+
+@pytest.mark.parametrize("test", ["welch", "student"])
+def test_pooled_rule_matches_scipy(data, test):
+    groups, count, mean, m2 = data
+    found = selectivity(count, mean, m2, SelectivitySettings(test=test, rule="pooled", fdr="bh"))
+    for category, group in enumerate(groups):
+        rest = np.concatenate([g for j, g in enumerate(groups) if j != category])
+        result = stats.ttest_ind(group, rest, equal_var=(test == "student"))
+        q = stats.false_discovery_control(result.pvalue, method="bh")
+        np.testing.assert_allclose(found.t_min[category], result.statistic, rtol=RTOL)
+        np.testing.assert_allclose(found.q_max[category], q, rtol=RTOL)
+        np.testing.assert_array_equal(found.selective[category], (result.statistic > 0) & (q < 0.05))
+
+
+def test_top_rule_selects_top_percent_by_pooled_t(data):
+    groups, count, mean, m2 = data
+    found = selectivity(count, mean, m2, SelectivitySettings(rule="top", top_percent=10))
+    n_top = int(np.ceil(0.10 * mean.shape[1]))
+    for category, group in enumerate(groups):
+        rest = np.concatenate([g for j, g in enumerate(groups) if j != category])
+        t = stats.ttest_ind(group, rest, equal_var=False).statistic
+        expected = np.zeros_like(t, dtype=bool)
+        best = np.argsort(-t)[:n_top]
+        expected[best] = t[best] > 0
+        np.testing.assert_array_equal(found.selective[category], expected)
+
+
+def test_csi_and_dprime_match_definitions(data):
+    groups, count, mean, m2 = data
+    k = len(groups)
+    csi_values, dprime_values = csi(mean), dprime(count, mean, m2)
+    for category, group in enumerate(groups):
+        others = [g for j, g in enumerate(groups) if j != category]
+        m_k = group.mean(axis=0)
+        m_rest = np.mean([g.mean(axis=0) for g in others], axis=0)
+        s2_rest = np.concatenate(others).var(axis=0, ddof=1)
+        np.testing.assert_allclose(csi_values[category], (m_k - m_rest) / (np.abs(m_k) + np.abs(m_rest)), rtol=1e-10)
+        expected_d = (m_k - m_rest) / np.sqrt((group.var(axis=0, ddof=1) + s2_rest) / 2)
+        np.testing.assert_allclose(dprime_values[category], expected_d, rtol=1e-10)
+    assert csi_values.shape == (k, mean.shape[1])
+
+
+def test_dead_and_constant_units_give_no_nan_no_warning_and_are_never_selective():
+    rng = np.random.default_rng(5)
+    groups = [rng.normal(k, 1.0, (10, 6)) for k in range(3)]
+    for k, g in enumerate(groups):
+        g[:, 0] = 0.0  # dead unit
+        g[:, 1] = 0.1  # constant, non-zero: float rounding must not fake a variance
+        g[:, 2] = float(k)  # constant within each category, different between them
+    count, mean, m2 = stream(groups, 0).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for rule in ("each", "pooled", "top"):
+            found = selectivity(count, mean, m2, SelectivitySettings(rule=rule, top_percent=50))
+            for array in (found.t_min, found.q_max, found.csi, found.dprime, found.anova_f, found.anova_p):
+                assert np.isfinite(array).all()
+            assert not found.selective[:, :2].any()
+            if rule == "each":  # every pairwise test of unit 2 has zero standard error: undefined, t = 0
+                assert not found.selective[:, 2].any() and (found.t_min[:, 2] == 0).all()
+    assert (found.preferred[:2] == -1).all() and found.preferred[2] == 2

@@ -1,0 +1,286 @@
+"""Scrambling, image statistics, equalisation, the paper set builder and the `netfloc stimuli` CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+from typer.testing import CliRunner
+
+from netfloc.errors import NetflocError
+from netfloc.stimuli.build import MANIFEST_COLUMNS, PAPER_CATEGORIES, build_paper_set
+from netfloc.stimuli.cli import app
+from netfloc.stimuli.imagestats import (
+    MEASURES,
+    band_energy,
+    category_image_stats,
+    equalize_luminance_contrast,
+    image_stats,
+    luminance,
+)
+from netfloc.stimuli.scramble import grid_scramble, phase_scramble, scramble_folder
+
+SHARED_FLOC = Path(__file__).resolve().parents[2] / "shared" / "stimuli" / "floc"
+
+
+def smooth_image(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A natural-looking uint8 image (blurred noise, mean ~128, std ~30, little clipping)."""
+    noise = np.random.default_rng(seed).standard_normal(shape)
+    blurred = gaussian_filter(noise, sigma=(2, 2, 0)[: len(shape)])
+    return np.clip(128 + 30 * blurred / blurred.std(), 0, 255).astype(np.uint8)
+
+
+def amplitude(image: np.ndarray) -> np.ndarray:
+    return np.abs(np.fft.fft2(image.astype(np.float64), axes=(0, 1)))
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (40, 64, 3)], ids=["grey", "colour"])
+def test_phase_scramble_keeps_amplitude_spectrum_and_mean(shape):
+    image = smooth_image(shape)
+    out = phase_scramble(image, np.random.default_rng(1))
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, image)
+    r = np.corrcoef(amplitude(image).ravel(), amplitude(out).ravel())[0, 1]
+    assert r > 0.999
+    assert np.allclose(out.mean(axis=(0, 1)), image.mean(axis=(0, 1)), atol=0.5)
+
+
+def test_phase_scramble_float_is_exact_and_shares_one_phase_field_across_channels():
+    image = smooth_image((32, 32, 3)).astype(np.float64)
+    out = phase_scramble(image, 3)
+    assert out.dtype == np.float64
+    assert np.allclose(amplitude(out), amplitude(image))
+    assert np.allclose(out.mean(axis=(0, 1)), image.mean(axis=(0, 1)))
+    f_in, f_out = np.fft.fft2(image, axes=(0, 1)), np.fft.fft2(out, axes=(0, 1))
+    # the same random phase is added to every channel, so phase differences between channels are kept
+    delta_in = np.angle(f_in[..., 1] * np.conj(f_in[..., 0]))
+    delta_out = np.angle(f_out[..., 1] * np.conj(f_out[..., 0]))
+    assert np.allclose(np.exp(1j * delta_in), np.exp(1j * delta_out), atol=1e-6)
+
+
+@pytest.mark.parametrize("scramble", [lambda im, s: phase_scramble(im, s), lambda im, s: grid_scramble(im, 8, s)])
+def test_scrambling_is_deterministic_per_seed_and_differs_across_seeds(scramble):
+    image = smooth_image((48, 48))
+    assert np.array_equal(scramble(image, np.random.default_rng(5)), scramble(image, np.random.default_rng(5)))
+    assert not np.array_equal(scramble(image, 5), scramble(image, 6))
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (50, 37, 3)], ids=["divisible", "remainder-colour"])
+def test_grid_scramble_keeps_histogram_and_permutes_whole_tiles(shape):
+    image = smooth_image(shape)
+    out = grid_scramble(image, 8, 0)
+    assert np.array_equal(np.sort(out, axis=None), np.sort(image, axis=None))
+    rows, cols = shape[0] // 8 * 8, shape[1] // 8 * 8
+    assert np.array_equal(out[rows:], image[rows:]) and np.array_equal(out[:, cols:], image[:, cols:])
+    tiles = {image[r : r + 8, c : c + 8].tobytes() for r in range(0, rows, 8) for c in range(0, cols, 8)}
+    assert all(out[r : r + 8, c : c + 8].tobytes() in tiles for r in range(0, rows, 8) for c in range(0, cols, 8))
+    assert not np.array_equal(out, image)
+
+
+def test_scramble_rejects_bad_input():
+    with pytest.raises(NetflocError, match="tile"):
+        grid_scramble(smooth_image((16, 16)), 16, 0)
+    with pytest.raises(NetflocError, match="tile"):
+        grid_scramble(smooth_image((16, 16)), 0, 0)
+    with pytest.raises(NetflocError, match="shape"):
+        phase_scramble(np.zeros(10), 0)
+
+
+def write_tree(root: Path) -> Path:
+    for k, rel in enumerate(["a/one.jpg", "a/two.png", "b/deep/three.png"]):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(smooth_image((32, 32, 3) if k else (32, 32), seed=k)).save(root / rel)
+    return root
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("method", ["phase", "grid"])
+def test_scramble_folder_is_deterministic_keeps_paths_and_depends_on_seed(tmp_path, method):
+    src = write_tree(tmp_path / "src")
+    first = scramble_folder(src, tmp_path / "s1", method, tile=8, seed=1)
+    scramble_folder(src, tmp_path / "s1again", method, tile=8, seed=1)
+    scramble_folder(src, tmp_path / "s2", method, tile=8, seed=2)
+    assert sorted(p.relative_to(tmp_path / "s1").as_posix() for p in first) == [
+        "a/one.png",
+        "a/two.png",
+        "b/deep/three.png",
+    ]
+    assert digests(tmp_path / "s1") == digests(tmp_path / "s1again")
+    assert all(
+        a != b for a, b in zip(digests(tmp_path / "s1").values(), digests(tmp_path / "s2").values(), strict=True)
+    )
+    with Image.open(tmp_path / "s1" / "a/one.png") as grey, Image.open(tmp_path / "s1" / "a/two.png") as rgb:
+        assert (grey.mode, rgb.mode) == ("L", "RGB")
+
+
+def test_scramble_folder_rejects_bad_destinations(tmp_path):
+    src = write_tree(tmp_path / "src")
+    with pytest.raises(NetflocError, match="overlaps"):
+        scramble_folder(src, src / "out")
+    scramble_folder(src, tmp_path / "out")
+    with pytest.raises(NetflocError, match="not empty"):
+        scramble_folder(src, tmp_path / "out")
+    scramble_folder(src, tmp_path / "out", seed=3, force=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NetflocError, match="no image files"):
+        scramble_folder(tmp_path / "empty", tmp_path / "out2")
+    with pytest.raises(NetflocError, match="method"):
+        scramble_folder(src, tmp_path / "out3", "pixel")
+    assert not (tmp_path / "out3").exists()
+    (src / "a" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(NetflocError, match=r"cannot read image .*broken\.png"):
+        scramble_folder(src, tmp_path / "out4")
+    assert not (tmp_path / "out4").exists() and not list(tmp_path.glob(".out4*"))
+
+
+def test_image_stats_formulas():
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[..., 0] = 255
+    assert np.allclose(luminance(rgb), 0.299)
+    x = np.arange(64)
+    grating = np.tile(0.5 + 0.25 * np.sin(2 * np.pi * 8 * x / 64), (64, 1))
+    stats = image_stats(grating)
+    assert stats["mean_luminance"] == pytest.approx(0.5)
+    assert stats["rms_contrast"] == pytest.approx(0.25 / np.sqrt(2))
+    assert stats["energy_4-16cpi"] == pytest.approx(1.0)
+    energies = band_energy(luminance(smooth_image((64, 64))))
+    assert sum(energies.values()) == pytest.approx(1.0)
+    assert set(stats) == set(MEASURES)
+
+
+def test_category_image_stats_table(tmp_path):
+    files = {}
+    for category, level in [("dark", 60), ("light", 190)]:
+        files[category] = []
+        for k in range(3):
+            path = tmp_path / f"{category}{k}.png"
+            Image.fromarray(
+                np.clip(smooth_image((32, 32), seed=k).astype(int) - 128 + level, 0, 255).astype(np.uint8)
+            ).save(path)
+            files[category].append(path)
+    table = category_image_stats(files)
+    assert list(table.columns) == ["category", "measure", "n", "mean", "std"]
+    assert len(table) == 2 * len(MEASURES) and set(table.n) == {3}
+    lum = table[table.measure == "mean_luminance"].set_index("category")["mean"]
+    assert lum["dark"] < 0.3 < 0.7 < lum["light"]
+    with pytest.raises(NetflocError, match="no images"):
+        category_image_stats({"empty": []})
+
+
+def test_equalize_luminance_contrast_matches_set_average():
+    images = [
+        smooth_image((32, 32), seed=k).astype(np.float64) / 255 * s + o
+        for k, s, o in [(0, 0.5, 0.1), (1, 1.0, 0.0), (2, 0.8, 0.2)]
+    ]
+    out = equalize_luminance_contrast(images)
+    means, stds = [im.mean() for im in images], [im.std() for im in images]
+    assert np.allclose([im.mean() for im in out], np.mean(means))
+    assert np.allclose([im.std() for im in out], np.mean(stds))
+    colour = [smooth_image((16, 16, 3), seed=k) for k in range(3)]
+    out8 = equalize_luminance_contrast(colour)
+    assert all(im.dtype == np.uint8 for im in out8)
+    lum = [luminance(im) for im in out8]
+    assert np.ptp([x.mean() for x in lum]) < 0.01 and np.ptp([x.std() for x in lum]) < 0.01
+    with pytest.raises(NetflocError, match="constant"):
+        equalize_luminance_contrast([np.full((8, 8), 100, np.uint8), smooth_image((8, 8))])
+
+
+def fake_floc(root: Path, n: int = 4) -> Path:
+    """fLoc-like tree with the six source categories the paper set needs, ``n`` tiny JPEGs each."""
+    for k, category in enumerate(["adult", "child", "body", "limb", "house", "corridor", "word"]):
+        (root / category).mkdir(parents=True)
+        for i in range(1, n + 1):
+            Image.fromarray(smooth_image((40, 30), seed=10 * k + i)).save(root / category / f"{category}-{i}.jpg")
+    return root
+
+
+def check_paper_set(out: Path, manifest: pd.DataFrame, n: int, size: int) -> None:
+    assert sorted(p.name for p in out.iterdir()) == sorted([*PAPER_CATEGORIES, "manifest.csv"])
+    on_disk = pd.read_csv(out / "manifest.csv", keep_default_na=False)
+    assert list(on_disk.columns) == list(MANIFEST_COLUMNS) and len(on_disk) == 6 * n
+    pd.testing.assert_frame_equal(on_disk, manifest, check_dtype=False)
+    assert (manifest.groupby("category").size() == n).all()
+    for row in manifest.itertuples():
+        path = out / row.output_file
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == row.sha256
+        with Image.open(path) as image:
+            assert image.size == (size, size) and image.format == "PNG"
+    for scrambled, intact in [("scrambled-scenes", "scenes"), ("scrambled-words", "words")]:
+        used = set(manifest.loc[manifest.category == intact, "source_file"])
+        made = manifest[manifest.category == scrambled]
+        assert set(made.source_file) == used and (made.scramble_method == "phase").all()
+    assert set(manifest.loc[manifest.category == "faces", "source_category"]) <= {"adult", "child"}
+    assert set(manifest.loc[manifest.category == "scenes", "source_category"]) <= {"house", "corridor"}
+    assert (manifest.loc[manifest.category.isin(["faces", "bodies", "scenes", "words"]), "scramble_method"] == "").all()
+
+
+def test_build_paper_set_on_fake_floc(tmp_path):
+    floc = fake_floc(tmp_path / "floc")
+    manifest = build_paper_set(floc, tmp_path / "out", per_category=3, size=32, seed=4, equalize=True)
+    check_paper_set(tmp_path / "out", manifest, 3, 32)
+    again = build_paper_set(floc, tmp_path / "again", per_category=3, size=32, seed=4, equalize=True)
+    pd.testing.assert_frame_equal(manifest, again)
+    other = build_paper_set(floc, tmp_path / "other", per_category=3, size=32, seed=5, equalize=True)
+    assert not manifest.sha256.equals(other.sha256)
+
+
+def test_build_paper_set_rejects_bad_input(tmp_path):
+    floc = fake_floc(tmp_path / "floc")
+    with pytest.raises(NetflocError, match="fewer than the 5 requested"):
+        build_paper_set(floc, tmp_path / "out", per_category=5, size=32)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    with pytest.raises(NetflocError, match="does not exist"):
+        build_paper_set(tmp_path / "nowhere", tmp_path / "out", per_category=2, size=32)
+    with pytest.raises(NetflocError, match="at least 2"):
+        build_paper_set(floc, tmp_path / "out", per_category=1, size=32)
+    build_paper_set(floc, tmp_path / "out", per_category=2, size=32)
+    with pytest.raises(NetflocError, match="not empty"):
+        build_paper_set(floc, tmp_path / "out", per_category=2, size=32)
+    build_paper_set(floc, tmp_path / "out", per_category=3, size=32, force=True)
+    assert len(pd.read_csv(tmp_path / "out" / "manifest.csv")) == 18
+    for sub in (floc / "word").iterdir():
+        sub.unlink()
+    (floc / "word").rmdir()
+    with pytest.raises(NetflocError, match="no 'word' sub-folder"):
+        build_paper_set(floc, tmp_path / "out2", per_category=2, size=32)
+
+
+@pytest.mark.skipif(not SHARED_FLOC.is_dir(), reason=f"fLoc images not found at {SHARED_FLOC}")
+def test_build_paper_set_on_shared_floc(tmp_path):
+    manifest = build_paper_set(SHARED_FLOC, tmp_path / "paper", per_category=6, size=64, seed=0)
+    check_paper_set(tmp_path / "paper", manifest, 6, 64)
+    assert (SHARED_FLOC / manifest.source_file).map(Path.is_file).all()
+    with pytest.raises(NetflocError, match="lower --per-category to at most 144"):
+        build_paper_set(SHARED_FLOC, tmp_path / "big", per_category=145, size=64)
+
+
+def test_cli_scramble_build_stats_and_errors(tmp_path):
+    runner = CliRunner()
+    src = write_tree(tmp_path / "src")
+    result = runner.invoke(app, ["scramble", str(src), str(tmp_path / "grid"), "--method", "grid", "--tile", "8"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "grid").rglob("*.png"))) == 3
+    floc = fake_floc(tmp_path / "floc")
+    out = tmp_path / "paper"
+    args = ["build", "paper", "--floc", str(floc), "--out", str(out), "--per-category", "2", "--size", "16"]
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and again.stderr.strip().startswith("error: ") and "--force" in again.stderr
+    result = runner.invoke(app, ["stats", str(out), "--csv", str(tmp_path / "stats.csv")])
+    assert result.exit_code == 0, result.output
+    assert "mean_luminance" in result.output
+    assert len(pd.read_csv(tmp_path / "stats.csv")) == 6 * len(MEASURES)
+    bad = runner.invoke(app, ["scramble", str(tmp_path / "missing"), str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "error: source folder" in bad.stderr
