@@ -43,6 +43,7 @@ from netfloc.results import (
 )
 from netfloc.statistics import SelectivitySettings, sample_variance, selectivity
 from netfloc.stimuli import StimulusSet, load_stimulus_set, read_image
+from netfloc.stimuli.imagestats import category_image_stats
 
 
 @dataclass
@@ -70,8 +71,9 @@ class LocalizerResult:
                 return result
         raise KeyError(f"no layer {layer!r} of model {model!r} in this result")
 
-    def save(self, out: str | Path, force: bool = False) -> Path:
-        """Write the results folder (``selectivity.csv``, ``units/``, ``run.json``) atomically."""
+    def save(self, out: str | Path, force: bool = False, report: bool = False) -> Path:
+        """Write the results folder (``selectivity.csv``, ``units/``, ``run.json``, further tables and, with
+        ``report``, every analysis table, figure and ``report.html``) atomically."""
         out = Path(out)
         with atomic_directory(out, force) as staging:
             for result in self.layers:
@@ -80,6 +82,10 @@ class LocalizerResult:
             for name, table in self.tables.items():
                 table.to_csv(staging / f"{name}.csv", index=False)
             write_json(staging / RUN_FILE, self.run_info)
+            if report:
+                from netfloc.report import write_report
+
+                write_report(staging, self)
         return out
 
     @classmethod
@@ -280,6 +286,7 @@ def localize(
     baseline: str | None = None,
     out: str | Path | None = None,
     force: bool = False,
+    report: bool = False,
     progress: bool = True,
 ) -> LocalizerResult:
     """Run the functional localizer on one or more models.
@@ -304,6 +311,7 @@ def localize(
         null: P ≥ 1 label permutations as a null control, in the same pass (tables ``null``, ``null_summary``).
         baseline: ``"random"`` adds every model again with seeded random weights (label ``<name>-random``).
         out, force: when ``out`` is given, the results folder is written there (atomically).
+        report: with ``out``, also write every analysis table, figure and ``report.html`` into it.
         progress: show progress bars on stderr.
     """
     started = time.perf_counter()
@@ -341,7 +349,7 @@ def localize(
     run_info["tables"] = list(merged)
     result = LocalizerResult(results, run_info, merged)
     if out is not None:
-        result.save(out, force)
+        result.save(out, force, report)
     return result
 
 
@@ -491,6 +499,9 @@ def _run_info(
             "n_images": stimuli.n_images,
             "skipped": [{"file": str(path), "reason": why} for path, why in stimuli.skipped],
         },
+        "image_stats": category_image_stats(dict(zip(stimuli.categories, stimuli.files, strict=True))).to_dict(
+            "records"
+        ),
         "settings": {
             "units": options.units,
             "test": settings.test,

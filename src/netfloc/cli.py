@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -67,6 +68,7 @@ def run(
     null: Annotated[int | None, typer.Option(help="P label permutations as a null control (same pass).")] = None,
     baseline: Annotated[str | None, typer.Option(help="random: also run every model with random weights.")] = None,
     force: Annotated[bool | None, typer.Option("--force", help="Replace an existing results folder.")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write tables, figures, report.html.")] = True,
     config: Annotated[Path | None, typer.Option(help="TOML file with any of these options.")] = None,
 ) -> None:
     """Localize category-selective units of one or more models."""
@@ -100,9 +102,83 @@ def run(
         for required in ("model", "stimuli", "out"):
             if not options[required]:
                 raise NetflocError(f"--{required} is required (as a flag or in the --config file)")
-        result = localize(options.pop("model"), options.pop("stimuli"), progress=True, **options)
+        result = localize(options.pop("model"), options.pop("stimuli"), report=report, progress=True, **options)
         _print_summary(result.summary)
         err_console.print(f"results written to {options['out']}")
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="Results folder written by `netfloc run`.")],
+) -> None:
+    """Rebuild tables (CSV), figures (PNG, SVG) and report.html of a results folder; no model is run."""
+    from netfloc.report import write_report
+
+    with user_errors():
+        path = write_report(run_dir)
+    err_console.print(f"report written to {path}")
+
+
+@app.command("compare")
+def compare_command(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more results folders to compare.")],
+    out: Annotated[Path, typer.Option("--out", help="New results folder for the merged runs and their report.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
+) -> None:
+    """Merge the models of several runs into one results folder and write its report."""
+    from netfloc.report import compare_runs
+
+    with user_errors():
+        merged = compare_runs(run_dirs, out, force)
+    err_console.print(f"merged results and report written to {merged}")
+
+
+@app.command()
+def study(
+    out: Annotated[Path, typer.Option(help="Folder for the built stimuli (OUT/stimuli) and results (OUT/results).")],
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Models (default resnet50, clip-rn50).")
+    ] = None,
+    stimuli: Annotated[
+        Path | None, typer.Option(help="Use this category folder instead of building from fLoc.")
+    ] = None,
+    floc: Annotated[Path | None, typer.Option(help="Local fLoc stimuli folder (otherwise fetched).")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Never download: local fLoc and cached weights.")] = False,
+    layers: Annotated[str | None, typer.Option(help="Layers or presets (default: stages).")] = None,
+    per_category: Annotated[int, typer.Option(help="Images per category.")] = 144,
+    size: Annotated[int, typer.Option(help="Image size in pixels.")] = 256,
+    cross_validate: Annotated[int, typer.Option(help="Folds of the held-out localizer (0 to skip).")] = 5,
+    null: Annotated[int, typer.Option(help="Label permutations of the null control (0 to skip).")] = 5,
+    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Random-weight baselines.")] = True,
+    consistency: Annotated[bool, typer.Option("--consistency/--no-consistency", help="RDM consistency.")] = True,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of sampling, scrambling, folds, permutations, random weights.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing outputs.")] = False,
+) -> None:
+    """The whole study: fLoc -> six categories -> resnet50 vs clip-rn50 -> every analysis -> report.html."""
+    from netfloc.study import STUDY_MODELS, run_study
+
+    with user_errors():
+        results = run_study(
+            out,
+            models=split_list(model) or list(STUDY_MODELS),
+            stimuli=stimuli,
+            floc=floc,
+            offline=offline,
+            layers=split_list(layers),
+            per_category=per_category,
+            size=size,
+            consistency=consistency,
+            cross_validate=cross_validate,
+            null=null,
+            baseline="random" if baseline else None,
+            batch_size=batch_size,
+            device=device,
+            seed=seed,
+            force=force,
+        )
+    err_console.print(f"study results and report written to {results}")
 
 
 def _print_summary(summary) -> None:
@@ -119,6 +195,44 @@ def _print_summary(summary) -> None:
             f"{row.proportion:.4f}",
         )
     out_console.print(table)
+
+
+@app.command()
+def lesion(
+    run_dir: Annotated[Path, typer.Argument(help="Results folder of a netfloc run.")],
+    layer: Annotated[str, typer.Option(help="Layer whose selective units are silenced.")],
+    category: Annotated[str, typer.Option(help="Category whose selective units are silenced.")],
+    model: Annotated[str | None, typer.Option(help="Model label, when the run holds several.")] = None,
+    mode: Annotated[str, typer.Option(help="mean (each unit's mean over all stimuli) | zero.")] = "mean",
+    random_lesions: Annotated[int, typer.Option(help="Random lesions of the same size (seeds).")] = 5,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds of the decoder.")] = 5,
+    embedding: Annotated[str | None, typer.Option(help="Layer decoded from (default: embedding).")] = None,
+    stimuli: Annotated[Path | None, typer.Option(help="The run's stimuli, if they moved.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the folds and random lesions.")] = 0,
+) -> None:
+    """Silence a layer's category-selective units; measure the drop in category decoding."""
+    from netfloc.analysis.lesion import lesion_experiment, save_lesion
+
+    with user_errors():
+        table = lesion_experiment(
+            run_dir,
+            layer,
+            category,
+            model=model,
+            mode=mode,
+            n_random=random_lesions,
+            n_folds=folds,
+            embedding=embedding,
+            stimuli=stimuli,
+            batch_size=batch_size,
+            device=device,
+            seed=seed,
+        )
+        summary_path = save_lesion(run_dir, table)
+    err_console.print(f"lesion results written to {summary_path.parent}")
+    out_console.print(pd.read_csv(summary_path).to_string(index=False))
 
 
 @app.command()

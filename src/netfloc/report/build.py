@@ -1,0 +1,194 @@
+"""Writing a results folder's report, and merging several runs into one folder to compare their models.
+
+:func:`write_report` adds to a results folder (never loading a model)::
+
+    proportions.csv  specificity.csv  specificity_tests.csv  feature_maps.csv  overlap.csv  comparison.csv
+    figures/<name>.png, figures/<name>.svg
+    report.html
+
+Everything is first written to a hidden staging folder inside the results folder, then moved into place
+with ``report.html`` last (an old ``report.html`` is removed first): a failure leaves no report, or the
+old one, never a half-written one.
+
+:func:`compare_runs` merges run folders (each with its own models) into a new results folder with the same
+layout as a single run, plus a ``runs`` list in ``run.json``, and writes its report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from netfloc import __version__
+from netfloc.analysis import tables as tb
+from netfloc.api import LocalizerResult
+from netfloc.errors import NetflocError
+from netfloc.report.figures import make_figures
+from netfloc.report.findings import findings
+from netfloc.report.html import check_html, render_report
+from netfloc.results import RUN_FILE, SUMMARY_FILE, atomic_directory, layer_file, read_run_info, write_json
+
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"
+#: run.json keys copied to a merged folder when every run has the same value.
+SHARED_KEYS = ("versions", "stimuli", "settings", "seed", "device", "image_stats")
+
+
+def load_result(run_dir: Path) -> LocalizerResult:
+    """:meth:`LocalizerResult.load` with a clear error for an incomplete folder (no model is loaded)."""
+    try:
+        return LocalizerResult.load(run_dir)
+    except FileNotFoundError as error:
+        raise NetflocError(
+            f"results folder {run_dir} is incomplete: {error.filename} is missing; rerun `netfloc run` for it"
+        ) from None
+
+
+def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
+    """Write every table (CSV), figure (PNG + SVG) and ``report.html`` into ``run_dir``; returns the HTML path.
+
+    Args:
+        run_dir: a results folder (``netfloc run --out`` or :func:`compare_runs`).
+        result: the folder's result when already in memory; otherwise it is read from ``run_dir``.
+            An optional ``consistency.csv`` in ``run_dir`` adds the consistency figures and table.
+    """
+    run_dir = Path(run_dir)
+    if result is None:
+        result = load_result(run_dir)
+    elif not run_dir.is_dir():
+        raise NetflocError(f"results folder {run_dir} does not exist; save the result there first")
+    if not result.layers:
+        raise NetflocError(f"results folder {run_dir} holds no layers; rerun `netfloc run` with --layers")
+    consistency = tb.read_consistency(run_dir)
+    tables = tb.all_tables(result)
+    summary = tb.consistency_summary(consistency) if consistency is not None else None
+    staging = run_dir / f".report-tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        for name, frame in tables.items():
+            frame.to_csv(staging / f"{name}.csv", index=False)
+        figures = make_figures(result, tables, tb.density_maps(result), consistency, staging / FIGURES_DIR)
+        shown = tables | ({"consistency_summary": summary} if summary is not None else {})
+        document = render_report(result.run_info, findings(result, tables, summary), shown, figures)
+        check_html(document)
+        (staging / REPORT_FILE).write_text(document, encoding="utf-8")
+        _publish(staging, run_dir, [f"{name}.csv" for name in tables])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return run_dir / REPORT_FILE
+
+
+def _publish(staging: Path, run_dir: Path, csv_names: list[str]) -> None:
+    """Move the staged report into ``run_dir``: old HTML out first, tables, figures, new HTML last."""
+    (run_dir / REPORT_FILE).unlink(missing_ok=True)
+    for name in csv_names:
+        os.replace(staging / name, run_dir / name)
+    figures = run_dir / FIGURES_DIR
+    retired = staging / "figures-old"
+    if figures.exists():
+        figures.rename(retired)
+    (staging / FIGURES_DIR).rename(figures)
+    os.replace(staging / REPORT_FILE, run_dir / REPORT_FILE)
+
+
+def compare_runs(run_dirs: Sequence[Path], out: Path, force: bool = False) -> Path:
+    """Merge two or more results folders into ``out`` and write its report; returns ``out``.
+
+    The runs must use the same categories (names, in the same order) and distinct model labels. ``out``
+    gets every model's ``units/<model>/<layer>.npz`` (copied), the runs' ``selectivity.csv`` rows
+    concatenated, their ``consistency.csv`` rows when present, and a ``run.json`` listing all models, with
+    ``runs`` (each source folder's path, models, stimuli, settings, seed, device, versions) and the
+    :data:`SHARED_KEYS` that all runs agree on. The folder is written atomically (``--force`` replaces it).
+    """
+    dirs = [Path(run_dir) for run_dir in run_dirs]
+    out = Path(out)
+    if len(dirs) < 2:
+        raise NetflocError("compare needs two or more results folders; for one run use `netfloc report RUN_DIR`")
+    if any(run_dir.resolve() == out.resolve() for run_dir in dirs):
+        raise NetflocError(f"--out {out} is one of the folders being compared; choose a new folder")
+    infos = [read_run_info(run_dir) for run_dir in dirs]
+    _check_mergeable(dirs, infos)
+    with atomic_directory(out, force) as staging:
+        for run_dir, info in zip(dirs, infos, strict=True):
+            for model in info["models"]:
+                for layer in model["layers"]:
+                    source = layer_file(run_dir, model["name"], layer)
+                    if not source.is_file():
+                        raise NetflocError(f"results folder {run_dir} is incomplete: {source} is missing")
+                    target = layer_file(staging, model["name"], layer)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, target)
+        (staging / SUMMARY_FILE).write_text(_concatenate_csv([run_dir / SUMMARY_FILE for run_dir in dirs]))
+        consistency = [frame for frame in map(tb.read_consistency, dirs) if frame is not None]
+        if consistency:
+            pd.concat(consistency, ignore_index=True).to_csv(staging / tb.CONSISTENCY_FILE, index=False)
+        write_json(staging / RUN_FILE, _merged_run_info(dirs, infos))
+        write_report(staging)
+    return out
+
+
+def _check_mergeable(dirs: list[Path], infos: list[dict[str, Any]]) -> None:
+    """Same categories in every run, and no model label twice."""
+    first = [category["name"] for category in infos[0].get("categories", [])]
+    owners: dict[str, Path] = {}
+    for run_dir, info in zip(dirs, infos, strict=True):
+        names = [category["name"] for category in info.get("categories", [])]
+        if names != first:
+            raise NetflocError(
+                f"{run_dir} has categories {names} but {dirs[0]} has {first}; rerun with the same --categories"
+            )
+        for model in info.get("models", []):
+            if model["name"] in owners:
+                raise NetflocError(
+                    f"model label {model['name']!r} is in both {owners[model['name']]} and {run_dir}; "
+                    "rerun one with another label (--model LABEL=SPEC)"
+                )
+            owners[model["name"]] = run_dir
+
+
+def _concatenate_csv(paths: list[Path]) -> str:
+    """The text of CSV files with one header (cells are copied verbatim, so no value is re-rounded)."""
+    header, rows = None, []
+    for path in paths:
+        if not path.is_file():
+            raise NetflocError(f"results folder {path.parent} is incomplete: {path.name} is missing")
+        first, _, rest = path.read_text().partition("\n")
+        if header is not None and first != header:
+            raise NetflocError(f"{path} has columns {first!r}, not {header!r}; were the runs made by one netfloc?")
+        header = first
+        rows.append(rest if rest.endswith("\n") or not rest else rest + "\n")
+    return f"{header}\n{''.join(rows)}"
+
+
+def _merged_run_info(dirs: list[Path], infos: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {
+        "netfloc_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "models": [model for info in infos for model in info["models"]],
+        "categories": infos[0].get("categories", []),
+    }
+    for key in SHARED_KEYS:
+        values = [info.get(key) for info in infos]
+        if values[0] is not None and all(value == values[0] for value in values):
+            merged[key] = values[0]
+    merged["runs"] = [
+        {
+            "path": str(run_dir.resolve()),
+            "created": info.get("created"),
+            "models": [model["name"] for model in info["models"]],
+            "stimuli": info.get("stimuli"),
+            "settings": info.get("settings"),
+            "seed": info.get("seed"),
+            "device": info.get("device"),
+            "versions": info.get("versions"),
+        }
+        for run_dir, info in zip(dirs, infos, strict=True)
+    ]
+    return merged

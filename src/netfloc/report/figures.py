@@ -1,0 +1,430 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot, so no global backend or state).
+
+Every figure is saved as PNG (200 dpi) and SVG (text kept as text) into ``OUT/figures/``. Panels are about
+3.5 × 2.6 in, the width of one paper column, with 7–9 pt text. Colours are colour-blind safe: models take
+the Okabe–Ito palette (Okabe & Ito 2008, *Color Universal Design*), categories Paul Tol's "muted" palette
+(Tol 2021, *Colour Schemes*, SRON/EPS/TN/09-002), maps viridis (sequential) and PuOr (diverging); a model
+has the same colour in every figure (:func:`model_colors`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from netfloc.analysis import tables as tb
+from netfloc.api import LocalizerResult
+
+#: Okabe–Ito colours, ordered so that the first models get the most distinct ones (yellow and black last).
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+#: Paul Tol's muted qualitative palette.
+TOL_MUTED = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499")
+PANEL = (3.5, 2.6)
+MAP_PANEL = (1.9, 1.7)
+DPI = 200
+STYLE = {
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.fonttype": "none",
+    "svg.hashsalt": "netfloc",
+}
+#: Significance markers of the comparison figure: (threshold, marker), two-sided uncorrected p.
+STARS = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
+LINESTYLES = ("-", "--", ":", "-.")
+FEATURE_LABELS = {
+    "channels_occupied": "channels with ≥1\nselective unit (fraction)",
+    "channel_entropy": "channel entropy\n(normalised, 0–1)",
+    "channel_gini": "channel Gini (0–1)",
+    "spatial_entropy": "spatial entropy\n(normalised, 0–1)",
+    "spatial_radius": "spatial radius\n(grid cells)",
+}
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    """One saved figure: file stem, title and caption for the report, and its PNG and SVG paths."""
+
+    stem: str
+    title: str
+    caption: str
+    png: Path
+    svg: Path
+
+
+def model_colors(models: Sequence[str]) -> dict[str, str]:
+    """Colour of each model, by its position in ``models`` (Okabe–Ito; cycles after 8 models)."""
+    return {model: OKABE_ITO[i % len(OKABE_ITO)] for i, model in enumerate(models)}
+
+
+def category_colors(categories: Sequence[str]) -> dict[str, str]:
+    """Colour of each category, by position (Tol muted; cycles after 9 categories)."""
+    return {category: TOL_MUTED[i % len(TOL_MUTED)] for i, category in enumerate(categories)}
+
+
+def text(value: str) -> str:
+    """User text (a model, layer or category name) safe for matplotlib: ``$`` would start mathtext."""
+    return str(value).replace("$", r"\$")
+
+
+def _panels(n: int, ncols: int, size: tuple[float, float] = PANEL) -> tuple[Figure, list[Axes]]:
+    """A constrained-layout figure with ``n`` panels on a grid ``ncols`` wide; unused panels hidden."""
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    figure = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    axes = list(figure.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return figure, axes[:n]
+
+
+def _layer_axis(ax: Axes, layers: Sequence[str]) -> None:
+    ax.set_xticks(range(len(layers)), [text(layer) for layer in layers], rotation=45, ha="right")
+    ax.set_xlim(-0.6, len(layers) - 0.4)
+    ax.set_xlabel("layer (input → output)")
+
+
+def _series(table: pd.DataFrame, keys: dict[str, str], measure: str, layers: Sequence[str]) -> np.ndarray:
+    """``value`` of ``measure`` at each of ``layers`` for the rows matching ``keys`` (NaN where absent)."""
+    chosen = table[table["measure"] == measure]
+    for column, value in keys.items():
+        chosen = chosen[chosen[column] == value]
+    by_layer = dict(zip(chosen["layer"], chosen["value"], strict=True))
+    return np.array([by_layer.get(layer, np.nan) for layer in layers], dtype=np.float64)
+
+
+def plot_proportions(proportions: pd.DataFrame, models: list[str], layers: list[str], categories: list[str]) -> Figure:
+    """Percent of selective units per layer, one line per model with its 95% Wilson band, a panel per category."""
+    colors = model_colors(models)
+    figure, axes = _panels(len(categories), 3)
+    x = np.arange(len(layers))
+    for ax, category in zip(axes, categories, strict=True):
+        for model in models:
+            keys = {"model": model, "category": category}
+            value = 100 * _series(proportions, keys, "proportion", layers)
+            low = 100 * _series(proportions, keys, "ci_low", layers)
+            high = 100 * _series(proportions, keys, "ci_high", layers)
+            present = ~np.isnan(value)
+            ax.fill_between(x[present], low[present], high[present], color=colors[model], alpha=0.25, lw=0)
+            ax.plot(x[present], value[present], marker="o", ms=3, color=colors[model], label=text(model))
+        ax.set_title(text(category))
+        ax.set_ylabel("selective units (%)")
+        ax.set_ylim(bottom=0)
+        _layer_axis(ax, layers)
+    axes[0].legend(title="model (band: 95% CI)", frameon=False)
+    return figure
+
+
+def plot_specificity(result: LocalizerResult, models: list[str], layers: list[str], categories: list[str]) -> Figure:
+    """Box plots of CSI (top row) and d′ (bottom row) of the selective units, models side by side per layer.
+
+    Boxes span the quartiles with the median marked; whiskers reach the 5th and 95th percentiles; outliers
+    are not drawn. Layers where a model has no selective units have no box.
+    """
+    colors = model_colors(models)
+    figure, axes = _panels(2 * len(categories), len(categories))
+    width = 0.8 / len(models)
+    rows = (("csi", "CSI (unitless, −1…1)"), ("dprime", "d′ (pooled SD units)"))
+    for r, (attribute, label) in enumerate(rows):
+        for c, category in enumerate(categories):
+            ax = axes[r * len(categories) + c]
+            for m, model in enumerate(models):
+                data, positions = [], []
+                for layer in tb.model_layers(result, model):
+                    k = layer.categories.index(category)
+                    values = np.asarray(getattr(layer, attribute)[k][layer.selective[k]], dtype=np.float64)
+                    if values.size:
+                        data.append(values)
+                        positions.append(layers.index(layer.layer) - 0.4 + width * (m + 0.5))
+                if data:
+                    boxes = ax.boxplot(
+                        data,
+                        positions=positions,
+                        widths=width * 0.85,
+                        whis=(5, 95),
+                        showfliers=False,
+                        patch_artist=True,
+                        manage_ticks=False,
+                        medianprops={"color": "black", "lw": 1},
+                    )
+                    for box in boxes["boxes"]:
+                        box.set(facecolor=colors[model], alpha=0.7, lw=0.6)
+            ax.set_title(text(category))
+            ax.set_ylabel(label)
+            _layer_axis(ax, layers)
+    handles = [Patch(facecolor=colors[model], alpha=0.7, label=text(model)) for model in models]
+    axes[0].legend(handles=handles, title="model", frameon=False)
+    return figure
+
+
+def plot_feature_maps(features: pd.DataFrame, models: list[str], layers: list[str], categories: list[str]) -> Figure:
+    """Channel and spatial distribution measures of the selective units per layer (rows: measures)."""
+    colors = model_colors(models)
+    measures = [m for m in FEATURE_LABELS if m in set(features["measure"])]
+    figure, axes = _panels(len(measures) * len(categories), len(categories))
+    x = np.arange(len(layers))
+    for r, measure in enumerate(measures):
+        for c, category in enumerate(categories):
+            ax = axes[r * len(categories) + c]
+            for model in models:
+                value = _series(features, {"model": model, "category": category}, measure, layers)
+                present = ~np.isnan(value)
+                ax.plot(x[present], value[present], marker="o", ms=3, color=colors[model], label=text(model))
+            ax.set_title(text(category))
+            ax.set_ylabel(FEATURE_LABELS[measure])
+            _layer_axis(ax, layers)
+    axes[0].legend(title="model", frameon=False)
+    return figure
+
+
+def plot_density_maps(
+    densities: dict[tuple[str, str, str], np.ndarray], models: list[str], layers: list[str], categories: list[str]
+) -> Figure:
+    """Spatial density of selective units (fraction of channels selective at each location), one row per
+    model and convolutional layer, one column per category; each row shares one colour scale."""
+    rows = [(model, layer) for model in models for layer in layers if (model, layer, categories[0]) in densities]
+    figure = Figure(figsize=(MAP_PANEL[0] * len(categories) + 0.8, MAP_PANEL[1] * len(rows)), layout="constrained")
+    grid = figure.subplots(len(rows), len(categories), squeeze=False)
+    for r, (model, layer) in enumerate(rows):
+        top = max(float(densities[model, layer, category].max()) for category in categories) or 1.0
+        for c, category in enumerate(categories):
+            ax = grid[r, c]
+            image = ax.imshow(densities[model, layer, category], cmap="viridis", vmin=0.0, vmax=top)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(text(category))
+            if c == 0:
+                ax.set_ylabel(f"{text(model)}\n{text(layer)}")
+        figure.colorbar(image, ax=list(grid[r]), label="fraction of\nchannels", shrink=0.9)
+    return figure
+
+
+def plot_overlap(
+    overlap: pd.DataFrame, proportions: pd.DataFrame, models: list[str], layers: list[str], categories: list[str]
+) -> Figure:
+    """Stacked bars: percent of all units whose preferred category (largest mean response) is each category."""
+    colors = category_colors(categories)
+    figure, axes = _panels(len(models), 2)
+    for ax, model in zip(axes, models, strict=True):
+        n_units = _series(proportions, {"model": model, "category": categories[0]}, "n_units", layers)
+        present = ~np.isnan(n_units)
+        x = np.arange(len(layers))[present]
+        bottom = np.zeros(x.size)
+        for category in categories:
+            counts = _series(overlap, {"model": model, "category": category}, "n_preferring", layers)[present]
+            share = 100 * counts / n_units[present]
+            ax.bar(x, share, bottom=bottom, color=colors[category], width=0.75, label=text(category))
+            bottom += share
+        ax.set_title(text(model))
+        ax.set_ylabel("units preferring category (%)")
+        ax.set_ylim(0, 100)
+        _layer_axis(ax, layers)
+    axes[-1].legend(title="preferred category", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return figure
+
+
+def plot_comparison(comparison: pd.DataFrame, models: list[str], layers: list[str], categories: list[str]) -> Figure:
+    """Difference in percent of selective units (model_a − model_b, percentage points) per layer, with
+    two-proportion z-test markers (* p < .05, ** p < .01, *** p < .001, two-sided, uncorrected)."""
+    colors = model_colors(models)
+    pairs = list(dict.fromkeys(zip(comparison["model_a"], comparison["model_b"], strict=True)))
+    figure, axes = _panels(len(categories), 3)
+    x = np.arange(len(layers))
+    for ax, category in zip(axes, categories, strict=True):
+        ax.axhline(0.0, color="grey", lw=0.6)
+        for i, (model_a, model_b) in enumerate(pairs):
+            keys = {"model_a": model_a, "model_b": model_b, "category": category}
+            difference = 100 * _series(comparison, keys, "difference", layers)
+            p = _series(comparison, keys, "p", layers)
+            present = ~np.isnan(difference)
+            ax.plot(
+                x[present],
+                difference[present],
+                marker="o",
+                ms=3,
+                color=colors[model_a],
+                ls=LINESTYLES[i % len(LINESTYLES)],
+                label=f"{text(model_a)} − {text(model_b)}",
+            )
+            for xi, d, pi in zip(x[present], difference[present], p[present], strict=True):
+                stars = next((mark for threshold, mark in STARS if pi < threshold), "")
+                if stars:
+                    ax.annotate(
+                        stars, (xi, d), textcoords="offset points", xytext=(0, 3 if d >= 0 else -9), ha="center"
+                    )
+        ax.set_title(text(category))
+        ax.set_ylabel("difference in selective\nunits (percentage points)")
+        ax.margins(y=0.15)
+        _layer_axis(ax, layers)
+    axes[0].legend(title="model_a − model_b", frameon=False)
+    return figure
+
+
+def plot_consistency(consistency: pd.DataFrame, models: list[str], layer_lists: dict[str, list[str]]) -> Figure:
+    """Spearman correlation between the RDMs of every two layers, one heatmap per model (rows) and category."""
+    categories = list(dict.fromkeys(consistency["category"]))
+    models = [model for model in models if model in set(consistency["model"])]
+    figure = Figure(figsize=(2.4 * len(categories) + 0.8, 2.3 * len(models)), layout="constrained")
+    grid = figure.subplots(len(models), len(categories), squeeze=False)
+    for r, model in enumerate(models):
+        layers = layer_lists[model]
+        for c, category in enumerate(categories):
+            ax = grid[r, c]
+            matrix = tb.consistency_matrix(consistency, model, category, layers)
+            image = ax.imshow(matrix, cmap="PuOr_r", vmin=-1.0, vmax=1.0)
+            ticks = range(len(layers))
+            ax.set_xticks(ticks, [text(layer) for layer in layers], rotation=90, fontsize=6)
+            ax.set_yticks(ticks, [text(layer) for layer in layers], fontsize=6)
+            ax.set_title(f"{text(model)}: {text(category)}")
+        figure.colorbar(image, ax=list(grid[r]), label="Spearman ρ", shrink=0.9)
+    return figure
+
+
+def plot_consistency_summary(summary: pd.DataFrame, models: list[str]) -> Figure:
+    """Mean off-diagonal Spearman ρ between layers' RDMs, bars per category with models side by side."""
+    colors = model_colors(models)
+    categories = list(dict.fromkeys(summary["category"]))
+    models = [model for model in models if model in set(summary["model"])]
+    figure = Figure(figsize=(max(PANEL[0], 0.5 * len(categories) * len(models) + 1.0), PANEL[1]), layout="constrained")
+    ax = figure.subplots()
+    width = 0.8 / len(models)
+    for m, model in enumerate(models):
+        chosen = summary[summary["model"] == model].set_index("category")["mean_off_diagonal"]
+        values = [chosen.get(category, np.nan) for category in categories]
+        ax.bar(
+            np.arange(len(categories)) - 0.4 + width * (m + 0.5), values, width, color=colors[model], label=text(model)
+        )
+    ax.axhline(0.0, color="grey", lw=0.6)
+    ax.set_xticks(range(len(categories)), [text(c) for c in categories], rotation=45, ha="right")
+    ax.set_xlabel("category")
+    ax.set_ylabel("mean off-diagonal\nSpearman ρ between layers")
+    ax.legend(title="model", frameon=False)
+    return figure
+
+
+def save_figure(figure: Figure, folder: Path, stem: str, title: str, caption: str) -> FigureFile:
+    """Write ``folder/stem.png`` (200 dpi) and ``folder/stem.svg``."""
+    png, svg = folder / f"{stem}.png", folder / f"{stem}.svg"
+    figure.savefig(png, dpi=DPI, metadata={"Software": None})
+    figure.savefig(svg, metadata={"Date": None})
+    return FigureFile(stem, title, caption, png, svg)
+
+
+def make_figures(
+    result: LocalizerResult,
+    tables: dict[str, pd.DataFrame],
+    densities: dict[tuple[str, str, str], np.ndarray],
+    consistency: pd.DataFrame | None,
+    folder: Path,
+) -> list[FigureFile]:
+    """Draw and save every figure that the data allow into ``folder``; returns them in report order.
+
+    The comparison figure needs two or more models, the density maps a ``C×H×W`` layer with element units,
+    the consistency figures a ``consistency.csv``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    models, layers, categories = result.models, tb.layer_order(result), tb.categories(result)
+    if consistency is not None:
+        consistency = consistency[consistency["model"].isin(models)]
+    saved = []
+    with mpl.rc_context(STYLE):
+        saved.append(
+            save_figure(
+                plot_proportions(tables["proportions"], models, layers, categories),
+                folder,
+                "proportions",
+                "Proportion of selective units across layers",
+                "Percent of each layer's units that are selective for each category; bands are 95% Wilson "
+                "score intervals.",
+            )
+        )
+        saved.append(
+            save_figure(
+                plot_specificity(result, models, layers, categories),
+                folder,
+                "specificity",
+                "Specificity of the selective units",
+                "CSI (top) and d′ (bottom) of each category's selective units. Boxes: quartiles and median; "
+                "whiskers: 5th–95th percentiles; outliers not drawn.",
+            )
+        )
+        saved.append(
+            save_figure(
+                plot_feature_maps(tables["feature_maps"], models, layers, categories),
+                folder,
+                "feature_maps",
+                "Distribution of selective units over channels and space",
+                "Fraction of channels holding at least one selective unit, normalised entropy and Gini "
+                "coefficient of the per-channel counts, and (convolutional layers) normalised entropy and "
+                "radius of gyration of the spatial density. Vector layers count each unit as its own channel.",
+            )
+        )
+        if densities:
+            saved.append(
+                save_figure(
+                    plot_density_maps(densities, models, layers, categories),
+                    folder,
+                    "density_maps",
+                    "Spatial density of selective units",
+                    "At each location of a convolutional layer, the fraction of channels whose unit there is "
+                    "selective for the category; one colour scale per row.",
+                )
+            )
+        saved.append(
+            save_figure(
+                plot_overlap(tables["overlap"], tables["proportions"], models, layers, categories),
+                folder,
+                "overlap",
+                "Preferred category of the units",
+                "Percent of all units whose largest mean response is to each category (units with equal "
+                "means for all categories have no preferred category and are not counted).",
+            )
+        )
+        if len(models) > 1:
+            saved.append(
+                save_figure(
+                    plot_comparison(tables["comparison"], models, layers, categories),
+                    folder,
+                    "comparison",
+                    "Model comparison",
+                    "Difference in the percent of selective units between two models (model_a − model_b, "
+                    "percentage points); markers: pooled two-proportion z test, two-sided, uncorrected "
+                    "(* p < 0.05, ** p < 0.01, *** p < 0.001).",
+                )
+            )
+        if consistency is not None and not consistency.empty:
+            layer_lists = {model: [layer.layer for layer in tb.model_layers(result, model)] for model in models}
+            saved.append(
+                save_figure(
+                    plot_consistency(consistency, models, layer_lists),
+                    folder,
+                    "consistency",
+                    "Representational consistency across layers",
+                    "Spearman correlation between the representational dissimilarity matrices of every two "
+                    "layers (1 − Pearson r between images' response patterns).",
+                )
+            )
+            saved.append(
+                save_figure(
+                    plot_consistency_summary(tb.consistency_summary(consistency), models),
+                    folder,
+                    "consistency_summary",
+                    "Mean consistency across layers",
+                    "Mean of the off-diagonal Spearman correlations between layers' RDMs, per model and category.",
+                )
+            )
+    return saved
