@@ -46,7 +46,7 @@ def bare_forward(spec: str, stimuli: str, batch_size: int) -> dict:
     loader = DataLoader(_ImageDataset(load_stimulus_set(stimuli).items(), model), batch_size=batch_size)
     tic = time.perf_counter()
     with torch.inference_mode():
-        for images, _ in loader:
+        for images, _, _ in loader:
             model.module(images)
     return {"seconds": time.perf_counter() - tic}
 
@@ -73,8 +73,10 @@ def child(kind: str, *args: str) -> dict:
         "result['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "print(json.dumps(result))\n"
     )
-    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if process.returncode:
+        sys.exit(f"{kind} failed:\n{process.stderr}")
+    return json.loads(process.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

@@ -34,13 +34,15 @@ class MomentAccumulator:
         return self.mean.device
 
     def update(self, values: torch.Tensor, groups: torch.Tensor) -> None:
-        """Add a batch: ``values`` is B×U (any float dtype), ``groups`` holds B group indices."""
+        """Add a batch: ``values`` is B×U (any float dtype; converted to float64 once), ``groups`` holds B
+        group indices."""
         if values.ndim != 2 or values.shape[1] != self.n_units:
             raise ValueError(f"expected a B×{self.n_units} batch, got shape {tuple(values.shape)}")
         groups = groups.to(self.device)
-        values = values.to(self.device)
-        for group in torch.unique(groups).tolist():
-            rows = values[groups == group].to(torch.float64)
+        values = values.to(self.device, torch.float64)
+        present = torch.unique(groups).tolist()
+        for group in present:
+            rows = values if len(present) == 1 else values[groups == group]
             n = rows.shape[0]
             variance, mean = torch.var_mean(rows, dim=0, correction=0)
             self._merge_group(group, float(n), mean, variance * n)

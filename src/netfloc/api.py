@@ -197,6 +197,7 @@ def record_moments(
         model, layers, stimuli, units=units, batch_size=batch_size, device=device, workers=workers, progress=progress
     ):
         for layer, values in outputs.items():
+            values = values.to(torch.float64)
             for name, grouping in groupings.items():
                 if layer not in accumulators[name]:
                     accumulators[name][layer] = MomentAccumulator(grouping.n_groups, values.shape[1], device)
@@ -228,14 +229,7 @@ def layer_result(
         units=units,
         mean=mean,
         std=np.sqrt(sample_variance(count, mean, m2)),
-        t_min=found.t_min,
-        q_max=found.q_max,
-        selective=found.selective,
-        csi=found.csi,
-        dprime=found.dprime,
-        preferred=found.preferred,
-        anova_f=found.anova_f,
-        anova_p=found.anova_p,
+        **vars(found),
     )
 
 

@@ -240,14 +240,19 @@ def layers(
     model: Annotated[str, typer.Argument(help="Model spec, e.g. torchvision:resnet50:random.")],
     seed: Annotated[int, typer.Option(help="Seed for random weights.")] = 0,
 ) -> None:
-    """List a model's capturable layers with output shapes and unit counts."""
+    """List a model's capturable layers with output shapes and unit counts.
+
+    Shapes depend on the architecture only, so pretrained models are built with random weights here:
+    nothing is downloaded.
+    """
     from netfloc.models import load_model
+    from netfloc.models.registry import random_spec
     from netfloc.recording import describe_layers, unit_count
 
     with user_errors():
-        loaded = load_model(model, seed=seed)
+        loaded = load_model(model if ".py:" in model else random_spec(model), seed=seed)
         rows = describe_layers(loaded)
-    table = Table(title=f"layers of {loaded.name}")
+    table = Table(title=f"layers of {model} (architecture only; weights not loaded)")
     for column in ("layer", "module", "type", "output shape", "units", "channels", "note"):
         table.add_column(column)
     for row in rows:
