@@ -99,9 +99,7 @@ def test_mann_whitney_effect_sizes_match_pair_counts(rng: np.random.Generator) -
     ref = stats.mannwhitneyu(a, b, alternative="two-sided")
     assert res["u"] == ref.statistic and res["p"] == ref.pvalue
     assert res["rank_biserial"] == pytest.approx(cliffs_delta, abs=1e-12)
-    assert res["common_language"] == pytest.approx(
-        (greater + 0.5 * (a.size * b.size - greater - less)) / 2200
-    )
+    assert res["common_language"] == pytest.approx((greater + 0.5 * (a.size * b.size - greater - less)) / 2200)
     assert res["rank_biserial"] > 0
     assert (res["n1"], res["n2"]) == (40, 55)
     assert mann_whitney(b, a)["rank_biserial"] == pytest.approx(-res["rank_biserial"])
@@ -264,9 +262,7 @@ def test_preferred_category_table() -> None:
 
 
 def test_selective_but_prefers_other(rng: np.random.Generator) -> None:
-    selective = np.array(
-        [[True, True, False, True], [False, True, True, False], [False, False, False, False]]
-    )
+    selective = np.array([[True, True, False, True], [False, True, True, False], [False, False, False, False]])
     preferred = np.array([0, 1, 2, 2])
     np.testing.assert_array_equal(selective_but_prefers_other(selective, preferred), [2, 1, 0])
 

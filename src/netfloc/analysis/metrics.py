@@ -144,9 +144,7 @@ def mann_whitney(a: ArrayLike, b: ArrayLike) -> MannWhitneyResult:
     res = stats.mannwhitneyu(x, y, alternative="two-sided")
     u1 = float(res.statistic)
     cl = u1 / (n1 * n2)
-    return MannWhitneyResult(
-        n1=n1, n2=n2, u=u1, p=float(res.pvalue), rank_biserial=2.0 * cl - 1.0, common_language=cl
-    )
+    return MannWhitneyResult(n1=n1, n2=n2, u=u1, p=float(res.pvalue), rank_biserial=2.0 * cl - 1.0, common_language=cl)
 
 
 def channel_counts(selective: ArrayLike) -> NDArray[np.int64]:
@@ -283,9 +281,7 @@ def spatial_concentration(density: ArrayLike) -> SpatialConcentration:
     row, col = ndimage.center_of_mass(w)
     rows, cols = np.indices(w.shape, dtype=np.float64)
     radius = np.sqrt(np.sum(w * ((rows - row) ** 2 + (cols - col) ** 2)) / total)
-    return SpatialConcentration(
-        entropy=entropy, centre_row=float(row), centre_col=float(col), radius=float(radius)
-    )
+    return SpatialConcentration(entropy=entropy, centre_row=float(row), centre_col=float(col), radius=float(radius))
 
 
 def rdm(responses: ArrayLike, square: bool = False) -> tuple[NDArray[np.float64], int]:

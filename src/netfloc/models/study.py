@@ -58,9 +58,7 @@ def clip_resnet_catalog(module: nn.Module) -> tuple[dict[str, str], dict[str, li
     the 3-conv stem), ``layerS.B``, ``layerS``, ``embedding`` = ``attnpool``; presets stages, blocks."""
     catalog = module_catalog(module)
     catalog.update({"stem": "avgpool", "embedding": "attnpool"})
-    blocks = [
-        f"{stage}.{name}" for stage in RESNET_STAGES for name, _ in getattr(module, stage).named_children()
-    ]
+    blocks = [f"{stage}.{name}" for stage in RESNET_STAGES for name, _ in getattr(module, stage).named_children()]
     presets = {"stages": ["stem", *RESNET_STAGES, "embedding"], "blocks": ["stem", *blocks, "embedding"]}
     return catalog_with_presets(catalog, presets)
 
@@ -106,9 +104,7 @@ def visual_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     """The image-encoder part of a CLIP state_dict: ``visual.*`` keys without the prefix (OpenAI and
     open_clip full-model checkpoints); a visual-only state_dict is returned unchanged."""
     if any(key.startswith("visual.") for key in state):
-        return {
-            key.removeprefix("visual."): value for key, value in state.items() if key.startswith("visual.")
-        }
+        return {key.removeprefix("visual."): value for key, value in state.items() if key.startswith("visual.")}
     return state
 
 
@@ -151,8 +147,7 @@ def download_clip_weights(arch: str, tag: str) -> Path:
     if not config:
         known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
         raise NetflocError(
-            f"open_clip {arch} has no pretrained weights {tag!r}; choose one of {known}, 'random' or a "
-            "file path"
+            f"open_clip {arch} has no pretrained weights {tag!r}; choose one of {known}, 'random' or a file path"
         )
     try:
         target = download_pretrained(config)

@@ -82,9 +82,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raw = bytearray(self.archive.read(f"{self.prefix}data/{key}"))
             bytes_ = torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
             self.storages[key] = bytes_.untyped_storage()
-        return torch.storage.TypedStorage(
-            wrap_storage=self.storages[key], dtype=storage_type.dtype, _internal=True
-        )
+        return torch.storage.TypedStorage(wrap_storage=self.storages[key], dtype=storage_type.dtype, _internal=True)
 
 
 def is_torchscript_archive(path: Path) -> bool:
@@ -101,9 +99,7 @@ def read_torchscript_state_dict(path: Path) -> dict[str, torch.Tensor]:
     with zipfile.ZipFile(path) as archive:
         pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") and name.count("/") == 1]
         if len(pickles) != 1:
-            raise NetflocError(
-                f"{path} is not a TorchScript archive with one data.pkl; give a plain state_dict"
-            )
+            raise NetflocError(f"{path} is not a TorchScript archive with one data.pkl; give a plain state_dict")
         prefix = pickles[0].removesuffix("data.pkl")
         try:
             root = _RestrictedUnpickler(archive, prefix, archive.read(pickles[0])).load()

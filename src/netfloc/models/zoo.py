@@ -58,9 +58,7 @@ def load_timm(argument: str, seed: int, label: str, spec: str) -> LoadedModel:
         )
     module.eval()
     identity["state_sha256"] = state_dict_sha256(module)
-    transform = timm.data.create_transform(
-        **timm.data.resolve_data_config({}, model=module), is_training=False
-    )
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=module), is_training=False)
     catalog, presets = timm_catalog(module)
     return LoadedModel(label, spec, module, transform, catalog, presets, next(iter(presets)), identity)
 
@@ -110,9 +108,7 @@ def timm_catalog(module: nn.Module) -> tuple[dict[str, str], dict[str, list[str]
     else ``top`` (the direct children)."""
     catalog = module_catalog(module)
     info = getattr(module, "feature_info", None)
-    stages = [
-        entry["module"] for entry in info or [] if isinstance(entry, dict) and entry.get("module") in catalog
-    ]
+    stages = [entry["module"] for entry in info or [] if isinstance(entry, dict) and entry.get("module") in catalog]
     if stages:
         if "global_pool" in catalog and not isinstance(module.get_submodule("global_pool"), nn.Identity):
             stages.append("global_pool")
@@ -136,9 +132,7 @@ def load_open_clip(argument: str, seed: int, label: str, spec: str) -> LoadedMod
     if isinstance(config["vision_cfg"].get("layers"), list | tuple):
         return load_clip_resnet(arch, weights, seed, label, spec)
     pretrained = (
-        {}
-        if weights == "random" or is_checkpoint_path(weights)
-        else open_clip.get_pretrained_cfg(arch, weights)
+        {} if weights == "random" or is_checkpoint_path(weights) else open_clip.get_pretrained_cfg(arch, weights)
     )
     quick_gelu = pretrained.get("quick_gelu", False)
     logging.disable(logging.WARNING)  # open_clip warns "initialized randomly"; weights are loaded below
@@ -155,9 +149,7 @@ def load_open_clip(argument: str, seed: int, label: str, spec: str) -> LoadedMod
         identity = _checkpoint_identity(path)
     else:
         path = download_clip_weights(arch, weights)
-        load_into(
-            module, visual_state_dict(load_state_dict_file(path)), f"open_clip {arch} {weights} ({path})"
-        )
+        load_into(module, visual_state_dict(load_state_dict_file(path)), f"open_clip {arch} {weights} ({path})")
         identity = {"source": "open_clip", "arch": arch, "tag": weights, "path": str(path)}
         identity["file_sha256"] = file_sha256(path)
     module.eval()

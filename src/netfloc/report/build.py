@@ -3,8 +3,13 @@
 :func:`write_report` adds to a results folder (never loading a model)::
 
     proportions.csv  specificity.csv  specificity_tests.csv  feature_maps.csv  overlap.csv  comparison.csv
+    crossval_summary.csv      (with crossval.csv: held-out vs in-sample)
+    baseline_comparison.csv   (with models X and X-random: trained vs random weights)
     figures/<name>.png, figures/<name>.svg
     report.html
+
+The validity controls a folder holds (``crossval.csv``, ``null_summary.csv``, models ``X`` and ``X-random``,
+``lesions/*_summary.csv`` from ``netfloc lesion``) each add a section to the report; absent ones add nothing.
 
 Everything is first written to a hidden staging folder inside the results folder, then moved into place
 with ``report.html`` last (an old ``report.html`` is removed first): a failure leaves no report, or the
@@ -30,9 +35,9 @@ from netfloc import __version__
 from netfloc.analysis import tables as tb
 from netfloc.api import LocalizerResult
 from netfloc.errors import NetflocError
-from netfloc.report.figures import make_figures
+from netfloc.report.figures import make_control_figures, make_figures
 from netfloc.report.findings import findings
-from netfloc.report.html import check_html, render_report
+from netfloc.report.html import check_html, control_sections, render_report
 from netfloc.results import RUN_FILE, SUMMARY_FILE, atomic_directory, layer_file, read_run_info, write_json
 
 REPORT_FILE = "report.html"
@@ -57,7 +62,8 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
     Args:
         run_dir: a results folder (``netfloc run --out`` or :func:`compare_runs`).
         result: the folder's result when already in memory; otherwise it is read from ``run_dir``.
-            An optional ``consistency.csv`` in ``run_dir`` adds the consistency figures and table.
+            An optional ``consistency.csv`` in ``run_dir`` adds the consistency figures and table; the validity
+            controls (:func:`netfloc.analysis.tables.read_controls`) add their sections.
     """
     run_dir = Path(run_dir)
     if result is None:
@@ -69,17 +75,32 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
     consistency = tb.read_consistency(run_dir)
     tables = tb.all_tables(result)
     summary = tb.consistency_summary(consistency) if consistency is not None else None
+    controls = tb.read_controls(result, run_dir, tables["specificity"])
+    written = tables | {
+        name: frame
+        for name, frame in (("crossval_summary", controls.crossval), ("baseline_comparison", controls.baseline))
+        if frame is not None
+    }
     staging = run_dir / f".report-tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        for name, frame in tables.items():
+        for name, frame in written.items():
             frame.to_csv(staging / f"{name}.csv", index=False)
         figures = make_figures(result, tables, tb.density_maps(result), consistency, staging / FIGURES_DIR)
+        control_figures = make_control_figures(
+            controls, result.models, tb.layer_order(result), tb.categories(result), staging / FIGURES_DIR
+        )
         shown = tables | ({"consistency_summary": summary} if summary is not None else {})
-        document = render_report(result.run_info, findings(result, tables, summary), shown, figures)
+        document = render_report(
+            result.run_info,
+            findings(result, tables, summary, controls),
+            shown,
+            figures,
+            control_sections(controls, control_figures),
+        )
         check_html(document)
         (staging / REPORT_FILE).write_text(document, encoding="utf-8")
-        _publish(staging, run_dir, [f"{name}.csv" for name in tables])
+        _publish(staging, run_dir, [f"{name}.csv" for name in written])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return run_dir / REPORT_FILE

@@ -1,7 +1,9 @@
 """The report's summary of main findings: plain sentences with numbers, generated from the tables.
 
 Sentences are plain text (the HTML writer escapes them). Tests of differences are two-sided and
-uncorrected for multiple comparisons; "significant" means ``p < ALPHA``.
+uncorrected for multiple comparisons; "significant" means ``p < ALPHA``. The validity controls add sentences
+on the held-out localizer, the null control (:func:`null_warnings`: one per model × layer whose null rate
+exceeds α), trained vs untrained models and lesions.
 """
 
 from __future__ import annotations
@@ -134,6 +136,115 @@ def consistency_findings(summary: pd.DataFrame) -> list[str]:
     return sentences
 
 
+def crossval_findings(result: LocalizerResult, crossval: pd.DataFrame) -> list[str]:
+    """Per model: for each category, the replication rate and held-out vs in-sample mean d′ and CSI in the
+    deepest layer with selected units, then the means over all layers and categories with selected units."""
+    folds = result.run_info.get("settings", {}).get("cross_validate")
+    name = f"Held-out localizer ({folds} folds)" if folds else "Held-out localizer"
+    sentences = []
+    for model in result.models:
+        chosen = crossval[crossval["model"] == model]
+        if chosen.empty:
+            continue
+        table = chosen.pivot(index=["layer", "category"], columns="measure", values="value")
+        layers = [layer.layer for layer in tb.model_layers(result, model)]
+        parts = []
+        for category in tb.categories(result):
+            defined = [
+                layer
+                for layer in layers
+                if (layer, category) in table.index and table.loc[(layer, category), "replication_rate"] >= 0
+            ]
+            if not defined:
+                parts.append(f"no {category}-selective units in any training fold")
+                continue
+            row = table.loc[(defined[-1], category)]
+            parts.append(
+                f"{percent(row['replication_rate'])} of the {category}-selective units of {defined[-1]} replicate, "
+                f"held-out mean d′ {row['heldout_mean_dprime']:.2f} vs {row['insample_mean_dprime']:.2f} "
+                f"in-sample (mean CSI {row['heldout_mean_csi']:.3f} vs {row['insample_mean_csi']:.3f})"
+            )
+        selected = table[table["replication_rate"] >= 0]
+        overall = (
+            f" Over the {len(selected)} layer × category combinations with selected units: mean replication "
+            f"{percent(selected['replication_rate'].mean())}, mean in-sample − held-out d′ "
+            f"{selected['dprime_inflation'].mean():.2f}."
+            if len(selected)
+            else ""
+        )
+        sentences.append(f"{name}, {model}: " + "; ".join(parts) + "." + overall)
+    return sentences
+
+
+def null_warnings(null_summary: pd.DataFrame) -> list[str]:
+    """One warning per model × layer whose mean proportion of units selective under permuted labels exceeds α."""
+    return [
+        f"Null control failed for {row.model} {row.layer}: with permuted category labels "
+        f"{percent(row.null_proportion_mean)} of its units are called selective on average (max "
+        f"{percent(row.null_proportion_max)}), above α = {row.alpha:g}; its selective units are not trustworthy."
+        for row in null_summary[null_summary["exceeds_alpha"].astype(bool)].itertuples(index=False)
+    ]
+
+
+def null_findings(null_summary: pd.DataFrame) -> list[str]:
+    """:func:`null_warnings`, or one sentence that every layer stays below α (with the largest null rate)."""
+    warnings = null_warnings(null_summary)
+    if warnings or null_summary.empty:
+        return warnings
+    worst = null_summary.loc[null_summary["null_proportion_mean"].idxmax()]
+    return [
+        f"Null control: with permuted category labels at most {percent(worst['null_proportion_mean'])} of a "
+        f"layer's units are called selective on average ({worst['model']} {worst['layer']}), below "
+        f"α = {worst['alpha']:g} in all {len(null_summary)} model × layer combinations."
+    ]
+
+
+def baseline_findings(result: LocalizerResult, baseline: pd.DataFrame) -> list[str]:
+    """Per trained model and its random-weight baseline: each category's proportions and z test in the last
+    shared layer, and how many layer × category tests are significant in each direction."""
+    sentences = []
+    for trained, untrained in dict.fromkeys(zip(baseline["model_a"], baseline["model_b"], strict=True)):
+        layer = last_common_layer(result, trained, untrained)
+        pair = baseline[(baseline["model_a"] == trained) & (baseline["model_b"] == untrained)]
+        parts = []
+        for category in tb.categories(result):
+            row = _lookup(pair, layer=layer, category=category)
+            parts.append(
+                f"{category} {percent(row['proportion_a'])} vs {percent(row['proportion_b'])} "
+                f"(z = {row['z']:.2f}, {p_value(row['p'])})"
+            )
+        tests = pair.pivot(index=["layer", "category"], columns="measure", values="value")
+        more = int(((tests["p"] < ALPHA) & (tests["difference"] > 0)).sum())
+        fewer = int(((tests["p"] < ALPHA) & (tests["difference"] < 0)).sum())
+        sentences.append(
+            f"Trained vs random weights in {layer}, selective units of {trained} vs {untrained}: "
+            + "; ".join(parts)
+            + f". Over {len(tests)} layer × category tests, {trained} has significantly more selective units "
+            f"than its untrained version in {more} and fewer in {fewer} (α = {ALPHA})."
+        )
+    return sentences
+
+
+def lesion_findings(lesions: dict[str, pd.DataFrame]) -> list[str]:
+    """Per lesion: the drop in decoding of the lesioned category against random lesions (percentage points,
+    z = (drop_selective − mean random drop) / SD of random drops), and the largest drop of another category."""
+    sentences = []
+    for summary in lesions.values():
+        for (model, layer, lesioned), rows in summary.groupby(["model", "layer", "lesioned_category"], sort=False):
+            others = rows.loc[rows["category"] != lesioned, "drop_selective"]
+            for row in rows[rows["category"] == lesioned].itertuples(index=False):
+                count = "" if np.isnan(row.n_lesioned) else f"{int(row.n_lesioned)} "
+                noun = "unit" if row.n_lesioned == 1 else "units"
+                z = "z undefined: the random drops do not vary" if np.isnan(row.z) else f"z = {row.z:.1f}"
+                other = f"; other categories drop by at most {100 * others.max():.1f} points" if len(others) else ""
+                sentences.append(
+                    f"Silencing the {count}{lesioned}-selective {noun} of {model}'s {layer} drops {lesioned} decoding "
+                    f"by {100 * row.drop_selective:.1f} points (random lesions of as many units: "
+                    f"{100 * row.drop_random_mean:.1f} ± {100 * row.drop_random_sd:.1f} points, {z}){other}."
+                )
+    return sentences
+
+
 def run_findings(run_info: dict[str, Any]) -> list[str]:
     """Cautions about merged runs whose settings or stimuli differ."""
     runs = run_info.get("runs", [])
@@ -146,13 +257,28 @@ def run_findings(run_info: dict[str, Any]) -> list[str]:
 
 
 def findings(
-    result: LocalizerResult, tables: dict[str, pd.DataFrame], consistency_summary: pd.DataFrame | None = None
+    result: LocalizerResult,
+    tables: dict[str, pd.DataFrame],
+    consistency_summary: pd.DataFrame | None = None,
+    controls: tb.Controls | None = None,
 ) -> list[str]:
-    """Every summary sentence, in report order."""
+    """Every summary sentence, in report order: cautions and null-control warnings first. A trained model and
+    its random-weight baseline are compared in the baseline sentences only, not again among all models."""
+    controls = controls or tb.Controls()
+    baseline_pairs = set(tb.baseline_pairs(result.models))
+    comparison = tables["comparison"]
+    other_pairs = np.array(
+        [pair not in baseline_pairs for pair in zip(comparison["model_a"], comparison["model_b"], strict=True)],
+        dtype=bool,
+    )
     return (
         run_findings(result.run_info)
+        + (null_findings(controls.null_summary) if controls.null_summary is not None else [])
         + proportion_findings(result, tables["proportions"])
-        + comparison_findings(result, tables["comparison"])
+        + comparison_findings(result, comparison[other_pairs])
         + specificity_findings(result, tables["specificity"], tables["specificity_tests"])
         + (consistency_findings(consistency_summary) if consistency_summary is not None else [])
+        + (crossval_findings(result, controls.crossval) if controls.crossval is not None else [])
+        + (baseline_findings(result, controls.baseline) if controls.baseline is not None else [])
+        + lesion_findings(controls.lesions)
     )

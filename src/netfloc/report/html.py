@@ -3,13 +3,17 @@
 Every piece of text that comes from the user or the run (model, layer and category names, paths, specs,
 settings) goes through :func:`html.escape`; the page's own markup is fixed. :func:`check_html` verifies
 that the finished page parses with balanced tags.
+
+The validity controls that a run holds each get a section (:func:`control_sections`) with its figures and
+tables; a failed null control also shows a warning box at the top of the main findings.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from html import escape
 from html.parser import HTMLParser
 from typing import Any
@@ -17,7 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from netfloc.analysis import tables as tb
+from netfloc.analysis.lesion import LESION_DIR
 from netfloc.report.figures import FigureFile
+from netfloc.report.findings import null_warnings
 
 #: Elements without an end tag (HTML Living Standard, "void elements").
 VOID_ELEMENTS = frozenset(
@@ -34,6 +41,8 @@ th { background: #f2f2f2; }
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.9em; max-width: 60em; }
+.warning { border: 2px solid #D55E00; border-left-width: 8px; background: #FDEBDD; padding: 0.5em 1em; margin: 1em 0; }
+.warning ul { margin: 0.3em 0; }
 """
 TABLE_TITLES = {
     "proportions": "Proportion of selective units (95% Wilson interval)",
@@ -43,7 +52,50 @@ TABLE_TITLES = {
     "overlap": "Preferred categories",
     "comparison": "Proportions compared between models (two-proportion z test)",
     "consistency_summary": "Representational consistency across layers (mean off-diagonal Spearman ρ)",
+    "crossval_summary": "Cross-validated localizer: replication, and held-out vs in-sample CSI and d′",
+    "null_summary": "Null control: proportion of units selective under permuted labels",
+    "baseline_comparison": "Trained vs random weights (two-proportion z test; a: trained, b: random weights)",
 }
+#: Anchor, title and introduction of each validity-control section, in report order.
+CONTROL_SECTIONS = {
+    "crossval": (
+        "Cross-validation",
+        "Units are selected on all folds of the images but one and tested on the held-out fold, as with "
+        "independent fMRI localizer runs. In-sample CSI and d′ are computed on the images that selected the units "
+        "and are inflated by that double dipping; held-out values are not.",
+    ),
+    "null": (
+        "Null control",
+        "The whole selection is rerun with the category labels permuted across images. Without category "
+        "information the proportion of units called selective should stay below α; a layer above it has an "
+        "uncontrolled false-positive rate.",
+    ),
+    "baseline": (
+        "Trained vs untrained",
+        "Each model is compared with the same architecture with seeded random weights (--baseline random): "
+        "selectivity beyond the baseline is created by training, not by the architecture and the stimuli's image "
+        "statistics.",
+    ),
+    "lesions": (
+        "Lesions",
+        "netfloc lesion silenced a layer's category-selective units and measured category decoding from the "
+        "model's embedding (held-out accuracy of a linear classifier trained on intact embeddings); control: "
+        "random lesions of as many units of the same layer. Drops are in percentage points of accuracy.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section of the report: introduction, warnings (shown in a box), figures and tables (``file -> frame``,
+    the file being the table's CSV, relative to the report)."""
+
+    anchor: str
+    title: str
+    intro: str
+    figures: list[FigureFile]
+    tables: dict[str, pd.DataFrame]
+    warnings: list[str] = field(default_factory=list)
 
 
 def format_value(value: Any) -> str:
@@ -100,6 +152,66 @@ def key_values(mapping: dict[str, Any]) -> str:
 
 def _section(anchor: str, title: str, body: Iterable[str]) -> str:
     return f'<section id="{anchor}"><h2>{escape(title)}</h2>{"".join(body)}</section>'
+
+
+def table_title(stem: str) -> str:
+    """The heading of a table: from :data:`TABLE_TITLES`, or for a lesion summary ``lesions/<name>_summary``
+    "Lesion <name>: ...", else the stem itself."""
+    if stem in TABLE_TITLES:
+        return TABLE_TITLES[stem]
+    if stem.startswith(f"{LESION_DIR}/"):
+        lesion = stem.removeprefix(f"{LESION_DIR}/").removesuffix("_summary")
+        return f"Lesion {lesion}: drop in decoding accuracy per category (selective vs random lesions)"
+    return stem
+
+
+def table_block(file: str, frame: pd.DataFrame) -> str:
+    """A table's heading (:func:`table_title` of the file's stem), a link to its CSV and the table."""
+    stem = file.removesuffix(".csv")
+    return (
+        f'<h3 id="table-{escape(stem)}">{escape(table_title(stem))}</h3>'
+        f'<p>File: <a href="{escape(file)}">{escape(file)}</a></p>{table_html(wide(frame))}'
+    )
+
+
+def warning_box(warnings: Sequence[str]) -> str:
+    """A highlighted box listing warnings (empty text when there are none)."""
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{escape(warning)}</li>" for warning in warnings)
+    return f'<div class="warning" role="alert"><strong>Warning</strong><ul>{items}</ul></div>'
+
+
+def control_sections(controls: tb.Controls, figures: dict[str, list[FigureFile]]) -> list[Section]:
+    """The sections of the validity controls present in ``controls``, with their figures (by section anchor,
+    from :func:`netfloc.report.figures.make_control_figures`); the null section warns of every model × layer
+    whose null rate exceeds α."""
+    tables: dict[str, dict[str, pd.DataFrame]] = {
+        "crossval": {"crossval_summary.csv": controls.crossval} if controls.crossval is not None else {},
+        "null": {"null_summary.csv": controls.null_summary} if controls.null_summary is not None else {},
+        "baseline": {"baseline_comparison.csv": controls.baseline} if controls.baseline is not None else {},
+        "lesions": controls.lesions,
+    }
+    warnings = {"null": null_warnings(controls.null_summary) if controls.null_summary is not None else []}
+    return [
+        Section(anchor, title, intro, figures.get(anchor, []), tables[anchor], warnings.get(anchor, []))
+        for anchor, (title, intro) in CONTROL_SECTIONS.items()
+        if tables[anchor]
+    ]
+
+
+def section_html(section: Section) -> str:
+    """A validity-control section: warnings box, introduction, figures, then tables."""
+    return _section(
+        section.anchor,
+        section.title,
+        [
+            warning_box(section.warnings),
+            f"<p>{escape(section.intro)}</p>",
+            *(figure_html(figure) for figure in section.figures),
+            *(table_block(file, frame) for file, frame in section.tables.items()),
+        ],
+    )
 
 
 def run_section(run_info: dict[str, Any]) -> list[str]:
@@ -192,34 +304,36 @@ def render_report(
     sentences: list[str],
     tables: dict[str, pd.DataFrame],
     figures: list[FigureFile],
+    sections: Sequence[Section] = (),
     title: str = "netfloc report",
 ) -> str:
-    """The whole page: main findings, run, stimuli, figures and every table (with links to its CSV)."""
-    table_parts = []
-    for name, frame in tables.items():
-        table_parts.append(
-            f'<h3 id="table-{escape(name)}">{escape(TABLE_TITLES.get(name, name))}</h3>'
-            f'<p>File: <a href="{escape(name)}.csv">{escape(name)}.csv</a></p>'
-        )
-        table_parts.append(table_html(wide(frame)))
+    """The whole page: main findings (after a box with every section's warnings), run, stimuli, figures, the
+    validity-control ``sections`` and every table (with links to its CSV)."""
     nav = " · ".join(
-        f'<a href="#{anchor}">{label}</a>'
+        f'<a href="#{anchor}">{escape(label)}</a>'
         for anchor, label in (
             ("findings", "Main findings"),
             ("run", "Run"),
             ("stimuli", "Stimuli"),
             ("figures", "Figures"),
+            *((section.anchor, section.title) for section in sections),
             ("tables", "Tables"),
         )
     )
+    warnings = [warning for section in sections for warning in section.warnings]
     body = [
         f"<h1>{escape(title)}</h1>",
         f"<nav>{nav}</nav>",
-        _section("findings", "Main findings", ["<ul>", *(f"<li>{escape(s)}</li>" for s in sentences), "</ul>"]),
+        _section(
+            "findings",
+            "Main findings",
+            [warning_box(warnings), "<ul>", *(f"<li>{escape(s)}</li>" for s in sentences), "</ul>"],
+        ),
         _section("run", "Run", run_section(run_info)),
         _section("stimuli", "Stimuli", stimulus_section(run_info)),
         _section("figures", "Figures", [figure_html(figure) for figure in figures]),
-        _section("tables", "Tables", table_parts),
+        *(section_html(section) for section in sections),
+        _section("tables", "Tables", [table_block(f"{name}.csv", frame) for name, frame in tables.items()]),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
