@@ -190,3 +190,24 @@ def test_absent_controls_add_no_section(reported, tmp_path, no_main_figures):
     assert sections(document) == set() and 'class="warning"' not in document
     assert not list((tmp_path / "figures").iterdir())
     assert not (tmp_path / "crossval_summary.csv").exists() and not (tmp_path / "baseline_comparison.csv").exists()
+
+
+def test_compare_keeps_the_control_tables_and_lesions(reported, tmp_path, no_main_figures):
+    run, _ = reported
+    other = tmp_path / "other"
+    localize(
+        f"n={SPEC}",
+        run.parent / "stimuli",
+        layers=LAYERS,
+        categories=CATEGORIES,
+        cross_validate=3,
+        null=2,
+        out=other,
+        progress=False,
+    )
+    merged = report_build.compare_runs([run, other], tmp_path / "merged")
+    loaded = LocalizerResult.load(merged)
+    for name in ("crossval", "null", "null_summary"):
+        assert set(loaded.tables[name]["model"]) == {"m", "m-random", "n"}
+    assert (merged / "lesions" / "m__patches__faces_summary.csv").is_file()
+    assert "lesion" in (merged / "report.html").read_text(encoding="utf-8").lower()

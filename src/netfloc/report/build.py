@@ -33,6 +33,7 @@ import pandas as pd
 
 from netfloc import __version__
 from netfloc.analysis import tables as tb
+from netfloc.analysis.lesion import LESION_DIR
 from netfloc.api import LocalizerResult
 from netfloc.errors import NetflocError
 from netfloc.report.figures import make_control_figures, make_figures
@@ -124,7 +125,8 @@ def compare_runs(run_dirs: Sequence[Path], out: Path, force: bool = False) -> Pa
 
     The runs must use the same categories (names, in the same order) and distinct model labels. ``out``
     gets every model's ``units/<model>/<layer>.npz`` (copied), the runs' ``selectivity.csv`` rows
-    concatenated, their ``consistency.csv`` rows when present, and a ``run.json`` listing all models, with
+    concatenated, every run-level table (``consistency``, ``crossval``, ``null``, ...) concatenated over the runs
+    that have it, their ``lesions/`` tables, and a ``run.json`` listing all models, with
     ``runs`` (each source folder's path, models, stimuli, settings, seed, device, versions) and the
     :data:`SHARED_KEYS` that all runs agree on. The folder is written atomically (``--force`` replaces it).
     """
@@ -147,12 +149,30 @@ def compare_runs(run_dirs: Sequence[Path], out: Path, force: bool = False) -> Pa
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(source, target)
         (staging / SUMMARY_FILE).write_text(_concatenate_csv([run_dir / SUMMARY_FILE for run_dir in dirs]))
-        consistency = [frame for frame in map(tb.read_consistency, dirs) if frame is not None]
-        if consistency:
-            pd.concat(consistency, ignore_index=True).to_csv(staging / tb.CONSISTENCY_FILE, index=False)
-        write_json(staging / RUN_FILE, _merged_run_info(dirs, infos))
+        tables = _merge_run_tables(dirs, infos, staging)
+        _copy_lesions(dirs, staging)
+        write_json(staging / RUN_FILE, {**_merged_run_info(dirs, infos), "tables": tables})
         write_report(staging)
     return out
+
+
+def _merge_run_tables(dirs: list[Path], infos: list[dict[str, Any]], staging: Path) -> list[str]:
+    """Concatenate each run-level table (``consistency``, ``crossval``, ``null``, ...) over the runs that have
+    it, into ``staging/<name>.csv``; returns the table names."""
+    names = list(dict.fromkeys(name for info in infos for name in info.get("tables", [])))
+    for name in names:
+        frames = [pd.read_csv(run_dir / f"{name}.csv") for run_dir in dirs if (run_dir / f"{name}.csv").is_file()]
+        pd.concat(frames, ignore_index=True).to_csv(staging / f"{name}.csv", index=False)
+    return names
+
+
+def _copy_lesions(dirs: list[Path], staging: Path) -> None:
+    """Copy every run's ``lesions/`` tables (their names carry the model label, unique across runs)."""
+    for run_dir in dirs:
+        for source in sorted((run_dir / LESION_DIR).glob("*.csv")):
+            target = staging / LESION_DIR / source.name
+            target.parent.mkdir(exist_ok=True)
+            shutil.copy2(source, target)
 
 
 def _check_mergeable(dirs: list[Path], infos: list[dict[str, Any]]) -> None:
