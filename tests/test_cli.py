@@ -170,3 +170,24 @@ def test_layers_and_models_commands():
     result = invoke("layers", "torchvision:resnet18:random")
     assert result.exit_code == 0 and "layer4" in result.output and "stages" in result.output
     assert invoke("models").exit_code == 0
+
+
+def test_force_never_replaces_a_folder_netfloc_did_not_write(tmp_path, stimuli):
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("years of work")
+    result = invoke("run", "--model", SPEC, "--stimuli", stimuli, "--out", precious, "--layers", "units", "--force")
+    assert result.exit_code == 2 and "only replaces folders netfloc wrote" in result.output
+    assert (precious / "chapter1.tex").read_text() == "years of work"
+    inside = invoke("run", "--model", SPEC, "--stimuli", stimuli, "--out", stimuli / "results", "--layers", "units")
+    assert inside.exit_code == 2 and "overlaps the stimuli folder" in inside.output
+    assert not (stimuli / "results").exists()
+
+
+def test_out_dot_is_resolved(tmp_path, stimuli, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = invoke("run", "--model", SPEC, "--stimuli", stimuli, "--out", ".", "--layers", "units", "--no-report")
+    assert result.exit_code == 0, result.output
+    assert (work / "run.json").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["work"]

@@ -130,9 +130,14 @@ def test_scramble_folder_rejects_bad_destinations(tmp_path):
     with pytest.raises(NetflocError, match="overlaps"):
         scramble_folder(src, src / "out")
     scramble_folder(src, tmp_path / "out")
-    with pytest.raises(NetflocError, match="not empty"):
+    with pytest.raises(NetflocError, match="already exists"):
         scramble_folder(src, tmp_path / "out")
     scramble_folder(src, tmp_path / "out", seed=3, force=True)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(NetflocError, match="only replaces folders netfloc wrote"):
+        scramble_folder(src, tmp_path / "mine", force=True)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
     (tmp_path / "empty").mkdir()
     with pytest.raises(NetflocError, match="no image files"):
         scramble_folder(tmp_path / "empty", tmp_path / "out2")
@@ -246,7 +251,7 @@ def test_build_paper_set_rejects_bad_input(tmp_path):
     with pytest.raises(NetflocError, match="at least 2"):
         build_paper_set(floc, tmp_path / "out", per_category=1, size=32)
     build_paper_set(floc, tmp_path / "out", per_category=2, size=32)
-    with pytest.raises(NetflocError, match="not empty"):
+    with pytest.raises(NetflocError, match="already exists"):
         build_paper_set(floc, tmp_path / "out", per_category=2, size=32)
     build_paper_set(floc, tmp_path / "out", per_category=3, size=32, force=True)
     assert len(pd.read_csv(tmp_path / "out" / "manifest.csv")) == 18

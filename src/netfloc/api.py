@@ -26,6 +26,7 @@ from netfloc.accumulators import MomentAccumulator
 from netfloc.analysis.consistency import layer_consistency
 from netfloc.analysis.controls import crossval_rows, null_rows, null_summary, permuted_labels, stratified_folds
 from netfloc.errors import NetflocError
+from netfloc.files import atomic_directory, check_destination, check_not_inside
 from netfloc.models import LoadedModel, load_model
 from netfloc.models.registry import random_spec
 from netfloc.progress import track
@@ -34,8 +35,6 @@ from netfloc.results import (
     RUN_FILE,
     SUMMARY_FILE,
     LayerResult,
-    atomic_directory,
-    check_destination,
     layer_file,
     read_run_info,
     summary_frame,
@@ -325,6 +324,8 @@ def localize(
         stimuli if isinstance(stimuli, StimulusSet) else load_stimulus_set(stimuli, categories, skip_bad=skip_bad)
     )
     _check_stimuli_for_options(stimulus_set, cross_validate)
+    if out is not None:
+        check_not_inside(Path(out), stimulus_set.root, "stimuli")
     results: list[LayerResult] = []
     model_infos: list[dict[str, Any]] = []
     tables: dict[str, list[pd.DataFrame]] = {}

@@ -13,16 +13,13 @@
     statistics settings, seed, device, timings.
 
 A results folder is first written next to its destination under a temporary name and renamed into place
-when complete, so a failed or interrupted run never leaves a half-written folder behind.
+when complete (:func:`netfloc.files.atomic_directory`), so a failed or interrupted run never leaves a
+half-written folder behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,35 +156,6 @@ def summary_frame(layers: list[LayerResult]) -> pd.DataFrame:
     """The ``selectivity.csv`` table of these layers."""
     rows = [row for layer in layers for row in layer.summary_rows()]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-
-
-def check_destination(out: Path, force: bool) -> None:
-    """Refuse to overwrite an existing, non-empty results folder unless ``force``."""
-    if out.exists() and not out.is_dir():
-        raise NetflocError(f"--out {out} is a file; choose a folder path")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise NetflocError(f"results folder {out} already exists; pass --force to replace it or choose another --out")
-
-
-@contextlib.contextmanager
-def atomic_directory(out: Path, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out``; on success it replaces ``out``, on failure it is removed."""
-    out = Path(out)
-    check_destination(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    check_destination(out, force)
-    retired = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    if out.exists():
-        out.rename(retired)
-    staging.rename(out)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from netfloc.api import localize
 from netfloc.errors import NetflocError
-from netfloc.results import check_destination
+from netfloc.files import check_destination
 from netfloc.stimuli.build import build_paper_set
 from netfloc.stimuli.floc import default_floc_dir, fetch_floc
 

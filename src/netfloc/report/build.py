@@ -36,10 +36,11 @@ from netfloc.analysis import tables as tb
 from netfloc.analysis.lesion import LESION_DIR
 from netfloc.api import LocalizerResult
 from netfloc.errors import NetflocError
+from netfloc.files import atomic_directory
 from netfloc.report.figures import make_control_figures, make_figures
 from netfloc.report.findings import findings
 from netfloc.report.html import check_html, control_sections, render_report
-from netfloc.results import RUN_FILE, SUMMARY_FILE, atomic_directory, layer_file, read_run_info, write_json
+from netfloc.results import RUN_FILE, SUMMARY_FILE, layer_file, read_run_info, write_json
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"

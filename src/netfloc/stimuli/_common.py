@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -90,31 +85,3 @@ def safe_join(root: Path, relative: str, where: str) -> Path:
 def is_nonempty_dir(path: Path) -> bool:
     """True for an existing folder with at least one entry."""
     return path.is_dir() and any(path.iterdir())
-
-
-@contextmanager
-def atomic_output_dir(out_dir: Path, *, force: bool) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success move it to ``out_dir`` (rename), on error delete it.
-
-    An existing non-empty ``out_dir`` is refused unless ``force`` (then it is replaced only after the new
-    content is complete).
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NetflocError(f"output {out_dir} exists and is not a folder; choose another path")
-    if is_nonempty_dir(out_dir) and not force:
-        raise NetflocError(f"output folder {out_dir} is not empty; choose another path or pass force=True (--force)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old)

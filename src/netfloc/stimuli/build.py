@@ -16,10 +16,13 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from netfloc.errors import NetflocError
+from netfloc.files import atomic_directory
 from netfloc.progress import track
-from netfloc.stimuli._common import atomic_output_dir, list_images, read_pixels, save_png, sha256_file
+from netfloc.stimuli._common import list_images, read_pixels, save_png, sha256_file
 from netfloc.stimuli.imagestats import equalize_luminance_contrast
 from netfloc.stimuli.scramble import SCRAMBLE_METHODS, ScrambleMethod, image_rng, scramble_image
+
+MANIFEST_FILE = "manifest.csv"
 
 #: Intact categories and the fLoc categories pooled into each.
 PAPER_SOURCES: dict[str, tuple[str, ...]] = {
@@ -119,7 +122,7 @@ def build_paper_set(
         if category == intact
     ]
     rows = []
-    with atomic_output_dir(out_dir, force=force) as tmp:
+    with atomic_directory(out_dir, force, marker=MANIFEST_FILE) as tmp:
         for category, path, image, how, method in track(jobs, "writing paper set", enabled=progress):
             output = f"{category}/{path.stem}.png"
             if (tmp / output).exists():
@@ -140,5 +143,5 @@ def build_paper_set(
                 }
             )
         manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
-        manifest.to_csv(tmp / "manifest.csv", index=False)
+        manifest.to_csv(tmp / MANIFEST_FILE, index=False)
     return manifest

@@ -9,17 +9,20 @@ keeps the pixel histogram exactly while destroying the global configuration.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from netfloc.errors import NetflocError
+from netfloc.files import atomic_directory
 from netfloc.progress import track
-from netfloc.stimuli._common import atomic_output_dir, list_images, read_pixels, save_png, to_dtype
+from netfloc.stimuli._common import list_images, read_pixels, save_png, to_dtype
 
 ScrambleMethod = Literal["phase", "grid"]
 SCRAMBLE_METHODS: tuple[str, ...] = ("phase", "grid")
+RECORD_FILE = ".netfloc-scramble.json"
 
 
 def image_rng(seed: int, key: str) -> np.random.Generator:
@@ -123,7 +126,8 @@ def scramble_folder(
     deterministic for a seed, independent of processing order, and differs across seeds. Output files keep
     the relative path with the suffix replaced by ``.png`` (lossless, so scrambling is not blurred by JPEG
     artefacts). ``dest`` is written atomically (temporary folder, then rename) and an existing non-empty
-    ``dest`` is refused unless ``force``. Returns the written paths.
+    ``dest`` is refused unless ``force`` (which only replaces a folder this function wrote: it leaves a hidden
+    record ``.netfloc-scramble.json`` of source, method, tile and seed). Returns the written paths.
     """
     src, dest = Path(src), Path(dest)
     if method not in SCRAMBLE_METHODS:
@@ -142,8 +146,10 @@ def scramble_folder(
         if out_rel in outputs:
             raise NetflocError(f"{path} and {outputs[out_rel]} would both be written as {out_rel}; rename one of them")
         outputs[out_rel] = path
-    with atomic_output_dir(dest, force=force) as tmp:
+    with atomic_directory(dest, force, marker=RECORD_FILE) as tmp:
         for out_rel, path in track(outputs.items(), f"{method}-scrambling", enabled=progress):
             rng = image_rng(seed, path.relative_to(src).as_posix())
             save_png(scramble_image(read_pixels(path), method, rng, tile), tmp / out_rel)
+        record = {"source": str(src_abs), "method": method, "tile": tile, "seed": seed, "files": len(outputs)}
+        (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return [dest / out_rel for out_rel in outputs]
