@@ -46,7 +46,7 @@ def test_fold_accumulators_merge_into_the_full_data_accumulator():
 
 
 def test_planted_units_replicate_on_held_out_folds(planted_stimuli):
-    result = localize(SPEC, planted_stimuli, layers=["units"], categories=CATEGORIES, cross_validate=3, progress=False)
+    result = localize(SPEC, planted_stimuli, layers=["units"], categories=CATEGORIES, cross_validate=4, progress=False)
     table = result.tables["crossval"].pivot(index="category", columns="measure", values="value")
     assert (table.loc[list(CATEGORIES), "n_selected_per_fold"] >= 1).all()
     assert (table["replication_rate"] >= 0.99).all()
@@ -80,3 +80,53 @@ def test_random_baseline_is_seeded_and_reproducible(noise_stimuli):
     a = localize("torchvision:resnet18:random", noise_stimuli, layers=["layer4"], seed=7, progress=False)
     b = localize("torchvision:resnet18:random", noise_stimuli, layers=["layer4"], seed=7, progress=False)
     np.testing.assert_array_equal(a.layers[0].mean, b.layers[0].mean)
+
+
+def noise_fold_moments(seed: int, n_categories: int, n_folds: int, per_cell: int = 4, units: int = 4000):
+    """Fold-level moments (group = k·F + f) of pure noise: no unit prefers any category."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_categories * n_folds), per_cell)
+    accumulator = MomentAccumulator(n_categories * n_folds, units)
+    accumulator.update(torch.from_numpy(rng.normal(size=(len(groups), units))), torch.from_numpy(groups))
+    return accumulator.numpy()
+
+
+def test_split_half_reliability_is_not_inflated_by_selection_on_noise():
+    from netfloc.analysis.controls import crossval_rows
+    from netfloc.statistics import SelectivitySettings
+
+    settings = SelectivitySettings(rule="top", top_percent=5)  # 200 noise units per category and fold
+    rows = crossval_rows("m", "l", list("abcd"), noise_fold_moments(0, 4, 4), 4, settings)
+    reliability = [row["value"] for row in rows if row["measure"] == "split_half_reliability"]
+    assert np.max(np.abs(reliability)) < 0.1, "selecting on the correlated folds would give about 0.5"
+
+
+def test_split_half_reliability_needs_three_categories_and_folds():
+    from netfloc.analysis.controls import crossval_rows
+    from netfloc.statistics import SelectivitySettings
+
+    for n_categories, n_folds in ((2, 4), (4, 2)):
+        rows = crossval_rows(
+            "m",
+            "l",
+            list("abcd")[:n_categories],
+            noise_fold_moments(1, n_categories, n_folds),
+            n_folds,
+            SelectivitySettings(rule="top", top_percent=5),
+        )
+        assert all(np.isnan(row["value"]) for row in rows if row["measure"] == "split_half_reliability")
+
+
+def test_replication_follows_the_pooled_rule(planted_stimuli):
+    result = localize(
+        SPEC, planted_stimuli, layers=["units"], categories=CATEGORIES, cross_validate=3, rule="pooled", progress=False
+    )
+    table = result.tables["crossval"].pivot(index="category", columns="measure", values="value")
+    assert (table["replication_rate"] >= 0.99).all()
+
+
+def test_null_control_refuses_the_top_rule(noise_stimuli):
+    from netfloc.errors import NetflocError
+
+    with pytest.raises(NetflocError, match="--null needs a significance rule"):
+        localize(SPEC, noise_stimuli, layers=["units"], rule="top", null=2, progress=False)

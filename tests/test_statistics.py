@@ -187,3 +187,11 @@ def test_dead_and_constant_units_give_no_nan_no_warning_and_are_never_selective(
             if rule == "each":  # every pairwise test of unit 2 has zero standard error: undefined, t = 0
                 assert not found.selective[:, 2].any() and (found.t_min[:, 2] == 0).all()
     assert (found.preferred[:2] == -1).all() and found.preferred[2] == 2
+
+
+@pytest.mark.parametrize("percent", [7, 14, 28, 55, 56, 0.5, 100])
+def test_top_percent_counts_exactly(percent):
+    from netfloc.statistics import top_units
+
+    t = np.arange(1.0, 101.0)[None]
+    assert top_units(t, percent).sum() == int(np.ceil(percent * 100 / 100))

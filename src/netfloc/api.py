@@ -309,7 +309,7 @@ def localize(
     """
     started = time.perf_counter()
     settings = _settings(test, fdr, alpha, rule, top_percent)
-    _check_options(units, batch_size, workers, cross_validate, null, baseline)
+    _check_options(units, batch_size, workers, cross_validate, null, baseline, rule)
     specs = [models] if isinstance(models, str) else list(models)
     if not specs:
         raise NetflocError("no model given; pass at least one --model")
@@ -356,7 +356,7 @@ def _settings(test: str, fdr: str, alpha: float, rule: str, top_percent: float) 
 
 
 def _check_options(
-    units: str, batch_size: int, workers: int, cross_validate: int, null: int, baseline: str | None
+    units: str, batch_size: int, workers: int, cross_validate: int, null: int, baseline: str | None, rule: str
 ) -> None:
     if units not in ("element", "channel"):
         raise NetflocError(f"--units must be element or channel, not {units!r}")
@@ -368,6 +368,11 @@ def _check_options(
         raise NetflocError(f"--cross-validate needs K >= 2 folds (or 0 to skip), not {cross_validate}")
     if null < 0:
         raise NetflocError(f"--null needs a number of permutations >= 0, not {null}")
+    if null and rule == "top":
+        raise NetflocError(
+            "--null needs a significance rule (--rule each or pooled): --rule top selects a fixed percentage of "
+            "units by construction, under the null too"
+        )
     if baseline not in (None, "random"):
         raise NetflocError(f"--baseline must be random, not {baseline!r}")
 
@@ -426,9 +431,7 @@ def _localize_model(
         results.append(result)
         if options.cross_validate:
             folds = accumulators["folds"].pop(name).numpy()
-            crossval += crossval_rows(
-                model.name, name, categories, folds, options.cross_validate, result.selective, settings
-            )
+            crossval += crossval_rows(model.name, name, categories, folds, options.cross_validate, settings)
         if options.null:
             moments = [accumulators[f"null{index}"].pop(name).numpy() for index in range(options.null)]
             null += null_rows(model.name, name, categories, moments, settings)

@@ -20,6 +20,7 @@ is reported as t = 0, p = 1, so the unit is never selective, stays in the FDR fa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -215,7 +216,7 @@ def top_units(t: np.ndarray, percent: float) -> np.ndarray:
     """Boolean mask of the top ``percent`` % of units by t (ceil(percent/100·U) of them), among units
     with t > 0 (Alkhamissi et al. 2024 use the top 1% by a pooled t)."""
     mask = np.zeros(t.shape, dtype=bool)
-    n_top = int(np.ceil(percent / 100.0 * t.shape[-1]))
+    n_top = math.ceil(percent * t.shape[-1] / 100.0 - 1e-9)
     for category in range(t.shape[0]):
         order = np.argsort(-t[category], kind="stable")[:n_top]
         mask[category, order] = t[category, order] > 0

@@ -7,14 +7,17 @@ Cross-validation (``--cross-validate F``). The images of each category are split
 near-equal size (stratified). For each fold f, units are selected on the other F − 1 folds (moments merged
 exactly) with the run's rule, and evaluated on fold f, as independent fMRI localizer runs are:
 
-- replication rate: of the units selected for k, the fraction that on the held-out images again has
-  t_kj > 0 and q_kj < alpha against every other category j (FDR over the selected units of that layer and
-  category, per comparison), pooled over folds;
+- replication rate: of the units selected for k, the fraction that is again k-selective on the held-out
+  images by the run's test — rule ``each``: t_kj > 0 and q_kj < alpha against every other category j;
+  rules ``pooled`` and ``top``: k against the pooled other categories, t > 0 and q < alpha — with FDR over
+  the selected units of that layer and category, per comparison; pooled over folds;
 - held-out CSI and d′: the indices of the selected units computed from held-out images only (no double
   dipping), averaged over selected units and folds;
-- split-half reliability: for the units selected on all images, the Pearson correlation between the
-  unit's K category means on the even folds and on the odd folds, averaged over units (units whose profile
-  is constant in a half are left out).
+- split-half reliability: for each fold f, units are selected on all folds but f and g = f + 1 (mod F), and
+  each selected unit's K category means on fold f are correlated (Pearson) with those on fold g — two halves
+  that played no part in the selection, so noise cannot inflate it; averaged over units and f. It needs
+  F ≥ 3 folds and K ≥ 3 categories (two points always correlate ±1) and is NaN otherwise; units whose
+  profile is constant in a fold are left out.
 
 Null control (``--null P``). P seeded permutations of the category labels across images (category sizes
 kept); the full selection is run on each. The proportion of units called selective under the null should
@@ -68,8 +71,8 @@ def merge_folds(moments: Moments, n_categories: int, n_folds: int, folds: list[i
 
 
 def heldout_replication(test: Moments, selected: np.ndarray, settings: SelectivitySettings) -> np.ndarray:
-    """K×U mask: selected units that on the held-out moments are again k-selective (every j: t > 0,
-    q < alpha, with FDR over the selected units of k per comparison)."""
+    """K×U mask: selected units that are again k-selective on the held-out moments, by the run's test (every
+    j for rule ``each``, the pooled others otherwise), with FDR over the selected units of k per comparison."""
     count, mean, m2 = test
     variance = sample_variance(count, mean, m2)
     replicated = np.zeros_like(selected)
@@ -78,21 +81,24 @@ def heldout_replication(test: Moments, selected: np.ndarray, settings: Selectivi
         if not len(units):
             continue
         passed = np.ones(len(units), dtype=bool)
-        for j in range(len(count)):
-            if j == k:
-                continue
+        for n_other, mean_other, var_other in _opponents(test, variance, k, units, settings.rule):
             t, _, p = t_test(
-                count[k],
-                mean[k, units],
-                variance[k, units],
-                count[j],
-                mean[j, units],
-                variance[j, units],
-                settings.test,
+                count[k], mean[k, units], variance[k, units], n_other, mean_other, var_other, settings.test
             )
             passed &= (t > 0) & (fdr(p, settings.fdr) < settings.alpha)
         replicated[k, units] = passed
     return replicated
+
+
+def _opponents(moments: Moments, variance: np.ndarray, k: int, units: np.ndarray, rule: str):
+    """(n, mean, variance) on ``units`` of every group category k is tested against under ``rule``."""
+    count, mean, m2 = moments
+    others = [j for j in range(len(count)) if j != k]
+    if rule == "each":
+        return [(count[j], mean[j, units], variance[j, units]) for j in others]
+    n_rest, rest_mean, rest_m2 = pooled_moments(count, mean[:, units], m2[:, units], others)
+    rest_var = sample_variance(np.array([n_rest]), rest_mean[None], rest_m2[None])[0]
+    return [(n_rest, rest_mean, rest_var)]
 
 
 def profile_reliability(half_a: np.ndarray, half_b: np.ndarray) -> np.ndarray:
@@ -103,13 +109,32 @@ def profile_reliability(half_a: np.ndarray, half_b: np.ndarray) -> np.ndarray:
     return np.divide((a * b).sum(axis=0), denominator, out=np.full(a.shape[1], np.nan), where=denominator > 0)
 
 
+def heldout_reliability(
+    fold_moments: Moments, n_categories: int, n_folds: int, settings: SelectivitySettings
+) -> list[np.ndarray]:
+    """Per category, the profile correlations of units selected without folds f and f + 1, between those two
+    folds (module docstring); empty where F < 3 or K < 3."""
+    values: list[list[np.ndarray]] = [[] for _ in range(n_categories)]
+    if n_folds < 3 or n_categories < 3:
+        return [np.array([]) for _ in range(n_categories)]
+    for fold in range(n_folds):
+        pair = [fold, (fold + 1) % n_folds]
+        selection = merge_folds(fold_moments, n_categories, n_folds, [f for f in range(n_folds) if f not in pair])
+        selected = selectivity(*selection, settings).selective
+        first, second = (merge_folds(fold_moments, n_categories, n_folds, [f])[1] for f in pair)
+        correlation = profile_reliability(first, second)
+        for category in range(n_categories):
+            chosen = correlation[selected[category]]
+            values[category].append(chosen[np.isfinite(chosen)])
+    return [np.concatenate(parts) for parts in values]
+
+
 def crossval_rows(
     model: str,
     layer: str,
     categories: list[str],
     fold_moments: Moments,
     n_folds: int,
-    full_selective: np.ndarray,
     settings: SelectivitySettings,
 ) -> list[dict]:
     """Tidy rows (model, layer, category, measure, value) of the cross-validated localizer."""
@@ -129,15 +154,12 @@ def crossval_rows(
         for category in range(k):
             heldout_csi[category].append(test_csi[category, selected[category]])
             heldout_dprime[category].append(test_dprime[category, selected[category]])
-    even = merge_folds(fold_moments, k, n_folds, list(range(0, n_folds, 2)))[1]
-    odd = merge_folds(fold_moments, k, n_folds, list(range(1, n_folds, 2)))[1]
-    reliability = profile_reliability(even, odd)
+    reliability = heldout_reliability(fold_moments, k, n_folds, settings)
     rows = []
     for category, name in enumerate(categories):
         csi_values = np.concatenate(heldout_csi[category])
         dprime_values = np.concatenate(heldout_dprime[category])
-        unit_reliability = reliability[full_selective[category]]
-        unit_reliability = unit_reliability[np.isfinite(unit_reliability)]
+        unit_reliability = reliability[category]
         measures = {
             "n_selected_per_fold": selected_total[category] / n_folds,
             "replication_rate": replicated_total[category] / selected_total[category]
