@@ -19,7 +19,7 @@ import pandas as pd
 import scipy
 import torch
 import torchvision
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from netfloc import __version__
 from netfloc.accumulators import MomentAccumulator
@@ -163,12 +163,56 @@ def stream_layers(
     """One pass over the stimuli: per batch, {layer: B×U tensor on ``device``}, the images' indices and
     the recorder (whose ``shapes`` hold the layer output shapes)."""
     loader = DataLoader(
-        _ImageDataset(stimuli.items(), model), batch_size=batch_size, shuffle=False, num_workers=workers
+        _ImageDataset(stimuli.items(), model),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_same_size_collate(model.name),
     )
     module = model.module.to(device)
     with LayerRecorder(module, layers, units) as recorder:
-        for images, _, indices in track(loader, f"{model.name}: {description}", total=len(loader), enabled=progress):
-            yield recorder.record(images.to(device)), indices, recorder
+        batches = track(loader, f"{model.name}: {description}", total=len(loader), enabled=progress)
+        while True:
+            try:
+                images, _, indices = next(batches)
+            except StopIteration:
+                return
+            except NetflocError as error:
+                raise NetflocError(_worker_message(error)) from None
+            yield _forward(recorder, images.to(device), model.name), indices, recorder
+
+
+def _forward(recorder: LayerRecorder, images: torch.Tensor, model_name: str) -> dict[str, torch.Tensor]:
+    """Record one batch; a model that fails on the images is a one-line error, not a traceback."""
+    try:
+        return recorder.record(images)
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise NetflocError(
+            f"model {model_name} failed on images of shape {tuple(images.shape)}: {reason}; check that the "
+            "preprocessing gives the input the model expects"
+        ) from None
+
+
+def _same_size_collate(model_name: str):
+    """``default_collate``, with a one-line error when preprocessing left images of different sizes."""
+
+    def collate(batch: list[tuple[torch.Tensor, int, int]]):
+        sizes = sorted({tuple(tensor.shape) for tensor, _, _ in batch})
+        if len(sizes) > 1:
+            raise NetflocError(
+                f"the preprocessing of model {model_name} gives images of different sizes ({sizes[0]} and "
+                f"{sizes[-1]}); use a transform that resizes and crops every image to one size"
+            )
+        return default_collate(batch)
+
+    return collate
+
+
+def _worker_message(error: NetflocError) -> str:
+    """The one-line message of an error raised in a DataLoader worker (which wraps it in a traceback)."""
+    lines = str(error).strip().splitlines()
+    return lines[-1].removeprefix("netfloc.errors.NetflocError: ") if len(lines) > 1 else str(error)
 
 
 def record_moments(
@@ -196,6 +240,7 @@ def record_moments(
         model, layers, stimuli, units=units, batch_size=batch_size, device=device, workers=workers, progress=progress
     ):
         for layer, values in outputs.items():
+            _check_finite(values, layer, model, stimuli, indices)
             values = values.to(torch.float64)
             for name, grouping in groupings.items():
                 if layer not in accumulators[name]:
@@ -203,6 +248,19 @@ def record_moments(
                 accumulators[name][layer].update(values, labels[name][indices])
         shapes = recorder.shapes
     return accumulators, shapes
+
+
+def _check_finite(
+    values: torch.Tensor, layer: str, model: LoadedModel, stimuli: StimulusSet, indices: torch.Tensor
+) -> None:
+    """A one-line error naming the layer and an image when a layer outputs inf or NaN."""
+    finite = torch.isfinite(values).all(dim=1)
+    if not bool(finite.all()):
+        image = stimuli.items()[int(indices[~finite.cpu()][0])][0]
+        raise NetflocError(
+            f"layer {layer} of model {model.name} outputs inf or NaN (first for {image}); check the model's weights "
+            "and preprocessing"
+        )
 
 
 def layer_result(

@@ -37,8 +37,8 @@ def first_tensor(output: object) -> torch.Tensor | None:
 
 def to_units(output: torch.Tensor, units: UnitsName) -> torch.Tensor:
     """A B×U copy of a layer output that no later in-place operation can change."""
-    if units == "element" or output.ndim == 2:
-        return output.detach().flatten(1).clone()
+    if units == "element" or output.ndim <= 2:
+        return output.detach().reshape(output.shape[0], -1).clone()
     if output.ndim == 3:
         return output.detach().mean(dim=1, dtype=torch.float64)
     return output.detach().mean(dim=tuple(range(2, output.ndim)), dtype=torch.float64)
@@ -96,7 +96,12 @@ class LayerRecorder:
                     f"layer {name!r} (module {self.paths[name]}) returns {type(output).__name__}, not a tensor; "
                     "choose a layer whose output is a tensor (see `netfloc layers`)"
                 )
-            self.shapes[name] = tuple(tensor.shape[1:])
+            shape = tuple(tensor.shape[1:])
+            if self.shapes.setdefault(name, shape) != shape:
+                raise NetflocError(
+                    f"layer {name!r} (module {self.paths[name]}) output changed shape from {self.shapes[name]} to "
+                    f"{shape} between images; preprocess every image to one size"
+                )
             self._outputs[name] = to_units(tensor, self.units)
 
         return hook

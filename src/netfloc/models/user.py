@@ -35,11 +35,17 @@ def load_user_model(path_text: str, function: str, seed: int, label: str, spec: 
         raise NetflocError(f"cannot import {path} as a Python file (model spec {spec!r})")
     user_module = importlib.util.module_from_spec(import_spec)
     sys.modules[import_spec.name] = user_module
-    import_spec.loader.exec_module(user_module)
+    try:
+        import_spec.loader.exec_module(user_module)
+    except Exception as error:  # user code: any failure becomes one line naming the file
+        raise NetflocError(f"importing {path} failed: {_describe(error)} (model spec {spec!r})") from None
     factory = getattr(user_module, function, None)
     if not callable(factory):
         raise NetflocError(f"{path} defines no function {function!r} (model spec {spec!r})")
-    returned = build_seeded(factory, seed)
+    try:
+        returned = build_seeded(factory, seed)
+    except Exception as error:  # user code: any failure becomes one line naming the function
+        raise NetflocError(f"{path}:{function}() failed: {_describe(error)} (model spec {spec!r})") from None
     module, transform = returned if isinstance(returned, tuple) else (returned, None)
     if not isinstance(module, nn.Module):
         raise NetflocError(
@@ -60,3 +66,8 @@ def load_user_model(path_text: str, function: str, seed: int, label: str, spec: 
         "state_sha256": state_dict_sha256(module),
     }
     return LoadedModel(label, spec, module, transform or imagenet_transform(), catalog, presets, default, identity)
+
+
+def _describe(error: Exception) -> str:
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
