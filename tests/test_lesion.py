@@ -80,3 +80,39 @@ def test_lesion_command_writes_tables(planted_run):
     assert files == ["planted_model-build__patches__scenes.csv", "planted_model-build__patches__scenes_summary.csv"]
     bad = CliRunner().invoke(app, [*args[:3], "nope", "--category", "scenes"])
     assert bad.exit_code == 2 and "was not recorded" in bad.output
+
+
+def test_lesion_reloads_a_relative_file_spec_and_checks_the_weights(tmp_path, monkeypatch):
+    import json
+
+    stimuli = write_planted_stimuli(tmp_path / "stimuli", per_category=9)
+    monkeypatch.chdir(Path(__file__).parent)
+    localize(
+        "planted_model.py:build",
+        stimuli,
+        layers=["patches", "units"],
+        categories=CATEGORIES,
+        out=tmp_path / "run",
+        progress=False,
+    )
+    monkeypatch.chdir(tmp_path)
+    table = lesion_experiment("run", "patches", "faces", mode="zero", n_random=2, n_folds=3, embedding="units")
+    assert set(table.condition) == {"intact", "selective", "random"}
+    with pytest.raises(NetflocError, match="--folds must lie between 2"):
+        lesion_experiment("run", "patches", "faces", n_folds=10, embedding="units")
+    with pytest.raises(NetflocError, match="--random-lesions must be at least 2"):
+        lesion_experiment("run", "patches", "faces", n_random=1, embedding="units")
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    info["models"][0]["weights"]["state_sha256"] = "0" * 64
+    (tmp_path / "run" / "run.json").write_text(json.dumps(info))
+    with pytest.raises(NetflocError, match="state SHA-256 mismatch"):
+        lesion_experiment("run", "patches", "faces", n_random=2, n_folds=3, embedding="units")
+
+
+def test_channel_lesion_of_token_outputs_silences_the_feature_axis():
+    model = torch.nn.Sequential(torch.nn.Identity())
+    target = LesionTarget("0", "channel", np.array([6]), np.array([0.0]))
+    x = torch.ones(2, 5, 8)
+    with lesioned(model, target):
+        out = model(x)
+    assert (out[..., 6] == 0).all() and (out[..., :6] == 1).all() and (out[..., 7] == 1).all()

@@ -10,7 +10,11 @@ per-category accuracy drop measures what the silenced units carried. Control: le
 units of layer L drawn at random (several seeds). A drop for category k well beyond the random lesions is
 causal evidence that the k-selective units matter for k.
 
-Only the final embedding of each image is kept (N × D), never the layer activations.
+The lesioned units are those the run selected on all images, so the selection itself is not cross-validated
+against the decoder's held-out images; for a fully independent test, run the localizer on one set of images
+and lesion with ``--stimuli`` pointing at another set with the same categories (the stimulus digest check then
+has to be bypassed by a new run). Only the final embeddings are kept: (2 + random lesions) × N × D values,
+never the layer activations.
 """
 
 from __future__ import annotations
@@ -62,7 +66,9 @@ def lesioned(module: nn.Module, target: LesionTarget) -> Iterator[None]:
     def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         silenced = output.clone()
         index, value = indices.to(output.device), values.to(output.device, output.dtype)
-        if target.units == "channel" and silenced.ndim > 2:
+        if target.units == "channel" and silenced.ndim == 3:  # B×T×D tokens: channels are the last axis
+            silenced[..., index] = value
+        elif target.units == "channel" and silenced.ndim > 3:
             silenced[:, index] = value.view(1, -1, *([1] * (silenced.ndim - 2)))
         else:
             silenced.view(silenced.shape[0], -1)[:, index] = value
@@ -144,8 +150,15 @@ def lesion_experiment(
         raise NetflocError(f"no {category}-selective units in layer {layer} of {entry['name']}; nothing to lesion")
     if mode not in ("mean", "zero"):
         raise NetflocError(f"--mode must be mean or zero, not {mode!r}")
+    if n_random < 2:
+        raise NetflocError(f"--random-lesions must be at least 2 (their spread is the yardstick), not {n_random}")
     stimulus_set = _stimuli_of_run(info, stimuli, result.categories)
-    loaded = load_model(entry["spec"], seed=info.get("seed", 0))
+    smallest = min(stimulus_set.counts)
+    if not 2 <= n_folds <= smallest:
+        raise NetflocError(
+            f"--folds must lie between 2 and the smallest category's image count ({smallest}), not {n_folds}"
+        )
+    loaded = _load_run_model(entry, info.get("seed", 0))
     embedding_path = _embedding_path(loaded, embedding)
     torch_device = resolve_device(device)
     grand_mean = (result.count[:, None] * result.mean.astype(np.float64)).sum(axis=0) / result.count.sum()
@@ -229,13 +242,30 @@ def _layer_result(run_dir: Path, entry: dict, layer: str) -> LayerResult:
 
 def _stimuli_of_run(info: dict, override: str | Path | None, categories: list[str]) -> StimulusSet:
     root = Path(override) if override else Path(info["stimuli"]["root"])
-    stimuli = load_stimulus_set(root, categories)
+    stimuli = load_stimulus_set(root, categories, skip_bad=True)
     if stimuli.digest() != info["stimuli"]["digest_sha256"]:
         raise NetflocError(
             f"the images in {root} differ from those of the run (stimulus digest mismatch); pass --stimuli with the "
             "run's images"
         )
     return stimuli
+
+
+def _load_run_model(entry: dict, seed: int) -> LoadedModel:
+    """The run's model, from the absolute file path for ``file.py:function`` specs, checked against the
+    state-dict SHA-256 recorded in the run."""
+    weights = entry.get("weights", {})
+    spec = entry["spec"]
+    if weights.get("source") == "file":
+        spec = f"{entry['name']}={weights['path']}:{weights['function']}"
+    model = load_model(spec, seed=seed)
+    expected = weights.get("state_sha256")
+    if expected and model.weights.get("state_sha256") != expected:
+        raise NetflocError(
+            f"the weights of {entry['name']} ({spec}) differ from those of the run (state SHA-256 mismatch); "
+            "restore the run's model file or checkpoint"
+        )
+    return model
 
 
 def _embedding_path(model: LoadedModel, embedding: str | None) -> str:
