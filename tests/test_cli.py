@@ -191,3 +191,35 @@ def test_out_dot_is_resolved(tmp_path, stimuli, monkeypatch):
     result = invoke("run", "--model", SPEC, "--stimuli", stimuli, "--out", ".", "--layers", "units", "--no-report")
     assert result.exit_code == 0, result.output
     assert (work / "run.json").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('alpha = "0.05"', "alpha must be a number, not '0.05'"),
+        ("batch-size = 2.5", "batch-size must be an integer"),
+        ("null = true", "null must be an integer"),
+        ("force = 1", "force must be true or false"),
+    ],
+)
+def test_config_values_are_type_checked(tmp_path, stimuli, line, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(f'model = ["{SPEC}"]\nstimuli = "{stimuli}"\nout = "{tmp_path / "o"}"\n{line}\n')
+    result = invoke("run", "--config", config)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_flags_turn_config_booleans_off_and_duplicate_labels_fail_first(tmp_path, stimuli):
+    (stimuli / "faces" / "notes.txt").write_text("not an image")
+    try:
+        config = tmp_path / "c.toml"
+        config.write_text(f'model = ["{SPEC}"]\nstimuli = "{stimuli}"\nskip-bad = true\nreport = false\n')
+        ok = invoke("run", "--config", config, "--out", tmp_path / "a", "--layers", "units")
+        assert ok.exit_code == 0, ok.output
+        assert not (tmp_path / "a" / "report.html").exists()
+        refused = invoke("run", "--config", config, "--out", tmp_path / "b", "--layers", "units", "--no-skip-bad")
+        assert refused.exit_code == 2 and "notes.txt" in refused.output
+    finally:
+        (stimuli / "faces" / "notes.txt").unlink()
+    twice = invoke("run", "--model", SPEC, "--model", SPEC, "--stimuli", stimuli, "--out", tmp_path / "c")
+    assert twice.exit_code == 2 and "share the label" in twice.output

@@ -28,7 +28,7 @@ from netfloc.analysis.controls import crossval_rows, null_rows, null_summary, pe
 from netfloc.errors import NetflocError
 from netfloc.files import atomic_directory, check_destination, check_not_inside
 from netfloc.models import LoadedModel, load_model
-from netfloc.models.registry import random_spec
+from netfloc.models.registry import labelled, random_spec
 from netfloc.progress import track
 from netfloc.recording import LayerRecorder, UnitsName, expand_layers, unit_count
 from netfloc.results import (
@@ -373,6 +373,10 @@ def localize(
         raise NetflocError("no model given; pass at least one --model")
     if baseline == "random":
         specs += [random_spec(spec) for spec in specs]
+    labels = [labelled(spec)[0] for spec in specs]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise NetflocError(f"two models share the label {repeated[0]!r}; name them with LABEL=SPEC")
     if out is not None:
         check_destination(Path(out), force)
     options = RunOptions(
@@ -389,8 +393,6 @@ def localize(
     tables: dict[str, list[pd.DataFrame]] = {}
     for spec in specs:
         layer_results, info, model_tables = _localize_model(spec, stimulus_set, layers, settings, options)
-        if any(existing["name"] == info["name"] for existing in model_infos):
-            raise NetflocError(f"two models share the label {info['name']!r}; name them with LABEL=SPEC")
         results.extend(layer_results)
         model_infos.append(info)
         for name, table in model_tables.items():

@@ -57,18 +57,20 @@ def run(
     device: Annotated[str | None, typer.Option(help="auto (default) | cpu | cuda.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for random weights (default 0).")] = None,
     workers: Annotated[int | None, typer.Option(help="Image-loading worker processes (default 0).")] = None,
-    skip_bad: Annotated[bool | None, typer.Option("--skip-bad", help="Skip bad stimulus files.")] = None,
+    skip_bad: Annotated[bool | None, typer.Option("--skip-bad/--no-skip-bad", help="Skip bad stimulus files.")] = None,
     consistency: Annotated[
         bool | None,
-        typer.Option("--consistency", help="Second pass: RDM consistency of selective units across layers."),
+        typer.Option("--consistency/--no-consistency", help="Second pass: RDM consistency across layers."),
     ] = None,
     cross_validate: Annotated[
         int | None, typer.Option(help="Held-out localizer with K folds (K >= 2): replication, unbiased CSI/d'.")
     ] = None,
     null: Annotated[int | None, typer.Option(help="P label permutations as a null control (same pass).")] = None,
     baseline: Annotated[str | None, typer.Option(help="random: also run every model with random weights.")] = None,
-    force: Annotated[bool | None, typer.Option("--force", help="Replace an existing results folder.")] = None,
-    report: Annotated[bool, typer.Option("--report/--no-report", help="Write tables, figures, report.html.")] = True,
+    force: Annotated[
+        bool | None, typer.Option("--force/--no-force", help="Replace an existing results folder.")
+    ] = None,
+    report: Annotated[bool | None, typer.Option("--report/--no-report", help="Tables, figures, report.html.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file with any of these options.")] = None,
 ) -> None:
     """Localize category-selective units of one or more models."""
@@ -97,12 +99,13 @@ def run(
             "null": null,
             "baseline": baseline,
             "force": force,
+            "report": report,
         }
         options = merge_options(load_config(config) if config else {}, flags)
         for required in ("model", "stimuli", "out"):
             if not options[required]:
                 raise NetflocError(f"--{required} is required (as a flag or in the --config file)")
-        result = localize(options.pop("model"), options.pop("stimuli"), report=report, progress=True, **options)
+        result = localize(options.pop("model"), options.pop("stimuli"), progress=True, **options)
         _print_summary(result.summary)
         err_console.print(f"results written to {options['out']}")
 

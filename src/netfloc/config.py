@@ -35,6 +35,29 @@ RUN_DEFAULTS: dict[str, Any] = {
     "null": 0,
     "baseline": None,
     "force": False,
+    "report": True,
+}
+#: The type every key must have in a config file (list keys also take a comma-separated string).
+KEY_TYPES: dict[str, type] = {
+    "stimuli": str,
+    "out": str,
+    "units": str,
+    "test": str,
+    "fdr": str,
+    "alpha": float,
+    "rule": str,
+    "top_percent": float,
+    "batch_size": int,
+    "device": str,
+    "seed": int,
+    "workers": int,
+    "skip_bad": bool,
+    "consistency": bool,
+    "cross_validate": int,
+    "null": int,
+    "baseline": str,
+    "force": bool,
+    "report": bool,
 }
 LIST_KEYS = ("model", "layers", "categories")
 
@@ -63,10 +86,21 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise NetflocError(
             f"config file {path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(RUN_DEFAULTS)}"
         )
-    for key in LIST_KEYS:
-        if key in options:
-            options[key] = split_list(options[key])
+    for key, value in options.items():
+        options[key] = split_list(value) if key in LIST_KEYS else _checked(path, key, value)
     return options
+
+
+def _checked(path: Path, key: str, value: Any) -> Any:
+    """``value`` if it has the key's type (ints are fine where a float is expected), else a one-line error."""
+    expected = KEY_TYPES[key]
+    fits = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not fits:
+        names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+        raise NetflocError(f"config file {path}: {key.replace('_', '-')} must be {names[expected]}, not {value!r}")
+    return value
 
 
 def merge_options(config: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,12 @@ def split_label(spec: str) -> tuple[str | None, str]:
     return None, spec
 
 
+def labelled(spec: str) -> tuple[str, str]:
+    """(output label, spec without ``LABEL=``) of a model spec."""
+    label, body = split_label(spec.strip())
+    return label or default_label(body), body
+
+
 def default_label(spec: str) -> str:
     """The output label of a spec without ``LABEL=``: ``torchvision:resnet50:random`` ->
     ``torchvision-resnet50-random``; checkpoint paths contribute their file stem."""
@@ -57,8 +63,7 @@ def default_label(spec: str) -> str:
 
 def load_model(spec: str, seed: int = 0) -> LoadedModel:
     """Load the model named by ``spec`` (see module docstring), in eval mode, on the CPU."""
-    label, body = split_label(spec.strip())
-    label = label or default_label(body)
+    label, body = labelled(spec)
     if body.startswith("torchvision:"):
         _, name, *rest = body.split(":", 2)
         return load_torchvision(name, rest[0] if rest else None, seed, label, spec)
@@ -82,8 +87,7 @@ def random_spec(spec: str) -> str:
     """The spec of the same architecture with seeded random weights, labelled ``<label>-random``:
     ``resnet50`` -> ``resnet50-random=resnet50:random``, ``torchvision:alexnet`` ->
     ``torchvision-alexnet-random=torchvision:alexnet:random``."""
-    label, body = split_label(spec.strip())
-    label = label or default_label(body)
+    label, body = labelled(spec)
     if ".py:" in body:
         raise NetflocError(
             f"--baseline random cannot re-initialise the file model {spec!r}; add a random-weight variant yourself "
