@@ -223,3 +223,14 @@ def test_flags_turn_config_booleans_off_and_duplicate_labels_fail_first(tmp_path
         (stimuli / "faces" / "notes.txt").unlink()
     twice = invoke("run", "--model", SPEC, "--model", SPEC, "--stimuli", stimuli, "--out", tmp_path / "c")
     assert twice.exit_code == 2 and "share the label" in twice.output
+
+
+def test_config_paths_are_relative_to_the_config_file(tmp_path, stimuli, monkeypatch):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "stim").symlink_to(stimuli, target_is_directory=True)
+    (study / "netfloc.toml").write_text(f'model = ["{SPEC}"]\nstimuli = "stim"\nout = "results"\nlayers = "units"\n')
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", "--config", "study/netfloc.toml", "--no-report")
+    assert result.exit_code == 0, result.output
+    assert (study / "results" / "run.json").is_file()

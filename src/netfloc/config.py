@@ -1,7 +1,8 @@
 """TOML config files for ``netfloc run``: any flag can be a key (``batch-size`` or ``batch_size``).
 
 Flags given on the command line override the file; the file overrides the built-in defaults. List options
-(``model``, ``layers``, ``categories``) take a TOML list or a comma-separated string.
+(``model``, ``layers``, ``categories``) take a TOML list or a comma-separated string. Relative ``stimuli``
+and ``out`` paths are relative to the config file's folder, so a study folder can carry its own config.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ KEY_TYPES: dict[str, type] = {
     "report": bool,
 }
 LIST_KEYS = ("model", "layers", "categories")
+#: Paths in a config file are relative to the file's folder.
+PATH_KEYS = ("stimuli", "out")
 
 
 def split_list(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
@@ -88,6 +91,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
         )
     for key, value in options.items():
         options[key] = split_list(value) if key in LIST_KEYS else _checked(path, key, value)
+    for key in PATH_KEYS:
+        if key in options:
+            options[key] = str(path.parent / Path(options[key]).expanduser())
     return options
 
 
