@@ -122,6 +122,13 @@ def _panels(n: int, ncols: int, size: tuple[float, float] = PANEL) -> tuple[Figu
     return figure, axes[:n]
 
 
+def _plot_model_line(ax, x: np.ndarray, value: np.ndarray, model: str, colors, styles) -> np.ndarray:
+    """One model's line over the layers, skipping layers without a value; returns the mask of drawn points."""
+    present = ~np.isnan(value)
+    ax.plot(x[present], value[present], marker="o", ms=3, color=colors[model], ls=styles[model], label=text(model))
+    return present
+
+
 def _layer_axis(ax: Axes, layers: Sequence[str]) -> None:
     ax.set_xticks(range(len(layers)), [text(layer) for layer in layers], rotation=45, ha="right")
     ax.set_xlim(-0.6, len(layers) - 0.4)
@@ -153,11 +160,8 @@ def plot_proportions(proportions: pd.DataFrame, models: list[str], layers: list[
             value = 100 * _series(proportions, keys, "proportion", layers)
             low = 100 * _series(proportions, keys, "ci_low", layers)
             high = 100 * _series(proportions, keys, "ci_high", layers)
-            present = ~np.isnan(value)
+            present = _plot_model_line(ax, x, value, model, colors, styles)
             ax.fill_between(x[present], low[present], high[present], color=colors[model], alpha=0.25, lw=0)
-            ax.plot(
-                x[present], value[present], marker="o", ms=3, color=colors[model], ls=styles[model], label=text(model)
-            )
         ax.set_title(text(category))
         ax.set_ylabel("selective units (%)")
         ax.set_ylim(bottom=0)
@@ -219,16 +223,7 @@ def plot_feature_maps(features: pd.DataFrame, models: list[str], layers: list[st
             ax = axes[r * len(categories) + c]
             for model in models:
                 value = _series(features, {"model": model, "category": category}, measure, layers)
-                present = ~np.isnan(value)
-                ax.plot(
-                    x[present],
-                    value[present],
-                    marker="o",
-                    ms=3,
-                    color=colors[model],
-                    ls=styles[model],
-                    label=text(model),
-                )
+                _plot_model_line(ax, x, value, model, colors, styles)
             ax.set_title(text(category))
             ax.set_ylabel(FEATURE_LABELS[measure])
             _layer_axis(ax, layers)
@@ -371,10 +366,7 @@ def plot_replication(crossval: pd.DataFrame, models: list[str], layers: list[str
     for ax, category in zip(axes, categories, strict=True):
         for model in models:
             rate = 100 * _series(crossval, {"model": model, "category": category}, "replication_rate", layers)
-            present = ~np.isnan(rate)
-            ax.plot(
-                x[present], rate[present], marker="o", ms=3, color=colors[model], ls=styles[model], label=text(model)
-            )
+            _plot_model_line(ax, x, rate, model, colors, styles)
         ax.set_title(text(category))
         ax.set_ylabel("selected units that replicate\non held-out images (%)")
         ax.set_ylim(0, 105)
@@ -478,16 +470,7 @@ def plot_baseline(baseline: pd.DataFrame, models: list[str], layers: list[str], 
             }
             p = _series(baseline, keys, "p", layers)
             for model, value in values.items():
-                present = ~np.isnan(value)
-                ax.plot(
-                    x[present],
-                    value[present],
-                    marker="o",
-                    ms=3,
-                    color=colors[model],
-                    ls=styles[model],
-                    label=text(model),
-                )
+                _plot_model_line(ax, x, value, model, colors, styles)
             for xi, top, pi in zip(x, np.fmax(*values.values()), p, strict=True):
                 if _stars(pi):
                     ax.annotate(
