@@ -13,7 +13,7 @@ from pathlib import Path
 from netfloc.api import localize
 from netfloc.errors import NetflocError
 from netfloc.files import check_destination
-from netfloc.stimuli.build import build_paper_set
+from netfloc.stimuli.build import MANIFEST_FILE, build_paper_set
 from netfloc.stimuli.floc import default_floc_dir, fetch_floc
 
 STUDY_MODELS = ("resnet50", "clip-rn50")
@@ -52,7 +52,7 @@ def run_study(
         os.environ["HF_HUB_OFFLINE"] = "1"
     if stimuli is None:
         built = out / "stimuli"
-        check_destination(built, force)
+        check_destination(built, force, marker=MANIFEST_FILE)
         build_paper_set(_floc_folder(floc, offline), built, per_category, size, seed, force=force, progress=progress)
         stimuli = built
     localize(
