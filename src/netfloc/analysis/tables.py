@@ -399,14 +399,17 @@ def read_consistency(run_dir: Path) -> pd.DataFrame | None:
 
 
 def consistency_matrix(consistency: pd.DataFrame, model: str, category: str, layers: list[str]) -> np.ndarray:
-    """The symmetric ``L × L`` Spearman matrix of one model and category over ``layers`` (diagonal 1).
+    """The symmetric ``L × L`` Spearman matrix of one model and category over ``layers`` (diagonal 1 for the
+    layers the table lists).
 
-    Pairs that the table does not list are NaN.
+    Pairs that the table does not list are NaN, including the diagonal of layers without a selective population.
     """
     index = {name: i for i, name in enumerate(layers)}
     matrix = np.full((len(layers), len(layers)), np.nan)
-    np.fill_diagonal(matrix, 1.0)
     chosen = consistency[(consistency["model"] == model) & (consistency["category"] == category)]
+    for layer in set(chosen["layer_a"]) | set(chosen["layer_b"]):
+        if layer in index:
+            matrix[index[layer], index[layer]] = 1.0
     for row in chosen.itertuples(index=False):
         if row.layer_a in index and row.layer_b in index:
             i, j = index[row.layer_a], index[row.layer_b]
