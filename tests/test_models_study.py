@@ -390,3 +390,16 @@ def test_safetensors_checkpoint(tmp_path, image_batch):
     safetensors_torch.save_file(reference.state_dict(), str(path))
     model = load_model(f"efficientnet-lite0:{path}")
     assert torch.equal(outputs_of(model.module, image_batch), outputs_of(reference, image_batch))
+
+
+def test_offline_mode_never_tries_to_download(monkeypatch, tmp_path):
+    monkeypatch.setenv("NETFLOC_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was attempted while offline")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    with pytest.raises(NetflocError, match="NETFLOC_OFFLINE is set") as error:
+        load_model("resnet50")
+    assert str(tmp_path) in str(error.value) and "\n" not in str(error.value)

@@ -13,6 +13,7 @@ from pathlib import Path
 from netfloc.api import localize
 from netfloc.errors import NetflocError
 from netfloc.files import check_destination
+from netfloc.models.torchvision_zoo import OFFLINE_ENV
 from netfloc.stimuli.build import MANIFEST_FILE, build_paper_set
 from netfloc.stimuli.floc import default_floc_dir, fetch_floc
 
@@ -50,6 +51,7 @@ def run_study(
     check_destination(results, force)
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ[OFFLINE_ENV] = "1"
     if stimuli is None:
         built = out / "stimuli"
         check_destination(built, force, marker=MANIFEST_FILE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import urllib.error
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from netfloc.models.base import (
 from netfloc.models.checkpoints import file_sha256, load_into, load_state_dict_file
 
 RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+#: When set (e.g. by ``netfloc study --offline``), torchvision weights are only read from the cache.
+OFFLINE_ENV = "NETFLOC_OFFLINE"
 
 
 def is_checkpoint_path(weights: str) -> bool:
@@ -106,6 +109,8 @@ def _download_state_dict(enum, name: str) -> dict[str, torch.Tensor]:
     """Fetch (or read from the torch hub cache) the weights of a torchvision enum, with a progress bar."""
     cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
     try:
+        if os.environ.get(OFFLINE_ENV) and not cache.is_file():
+            raise OSError(f"offline ({OFFLINE_ENV} is set)")
         return enum.get_state_dict(progress=True, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
