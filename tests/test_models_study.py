@@ -403,3 +403,29 @@ def test_offline_mode_never_tries_to_download(monkeypatch, tmp_path):
     with pytest.raises(NetflocError, match="NETFLOC_OFFLINE is set") as error:
         load_model("resnet50")
     assert str(tmp_path) in str(error.value) and "\n" not in str(error.value)
+
+
+class _TouchOnLoad:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_cached_torchvision_weights_never_run_code(monkeypatch, tmp_path):
+    marker = tmp_path / "PWNED"
+    cached = tmp_path / "checkpoints" / "resnet50-0676ba61.pth"
+    cached.parent.mkdir()
+    torch.save({"x": _TouchOnLoad(marker)}, cached)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(NetflocError, match="do not match the SHA-256 prefix 0676ba61") as error:
+        load_model("resnet50")
+    assert not marker.exists() and "\n" not in str(error.value)
+
+
+def test_a_web_page_saved_as_checkpoint_is_named_as_such(tmp_path):
+    page = tmp_path / "RN50.pt"
+    page.write_text("<!DOCTYPE html><html></html>")
+    with pytest.raises(NetflocError, match="is not a PyTorch checkpoint"):
+        load_model(f"torchvision:resnet18:{page}")

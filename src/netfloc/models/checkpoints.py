@@ -44,7 +44,9 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = _unpickler_reason(str(error))
+        if "invalid load key" in str(error) or reason.startswith("Unsupported operand"):
+            raise NetflocError(f"{path} is not a PyTorch checkpoint (not a pickle or zip archive)") from None
         raise NetflocError(
             f"refusing to load checkpoint {path}: it holds objects other than tensors, which could run code "
             f"when unpickled ({reason}); re-save it as a plain state_dict with torch.save(model.state_dict())"
@@ -52,6 +54,13 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     except (RuntimeError, OSError, EOFError) as error:
         raise NetflocError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
     return _unwrap_state_dict(loaded, path)
+
+
+def _unpickler_reason(message: str) -> str:
+    """What torch's weights-only unpickler objected to, without torch's advice to disable it."""
+    _, _, after = message.partition("WeightsUnpickler error:")
+    details = [line.strip() for line in after.splitlines() if line.strip()]
+    return details[0] if details else (message.strip().splitlines() or ["unreadable pickle"])[0]
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:

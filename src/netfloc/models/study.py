@@ -165,7 +165,7 @@ def _missing_weights_message(arch: str, tag: str, config: dict[str, Any], error:
     hub = bool(repo)
     filename = filename or "open_clip_pytorch_model.bin"
     cache = _hf_cache_dir()
-    sources = [f"https://huggingface.co/{repo}/blob/main/{filename}"] if hub else []
+    sources = [f"https://huggingface.co/{repo}/resolve/main/{filename}"] if hub else []
     if config.get("url"):
         sources.append(config["url"])
     spec_name = "clip-rn50" if arch == CLIP_ARCH else f"open_clip:{arch}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 from pathlib import Path
 
@@ -22,13 +23,14 @@ from netfloc.models.base import (
 from netfloc.models.checkpoints import file_sha256, load_into, load_state_dict_file
 
 RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
 #: When set (e.g. by ``netfloc study --offline``), torchvision weights are only read from the cache.
 OFFLINE_ENV = "NETFLOC_OFFLINE"
 
 
 def is_checkpoint_path(weights: str) -> bool:
     """Whether a weights argument names a file rather than a tag."""
-    return "/" in weights or "\\" in weights or weights.endswith((".pth", ".pt", ".bin", ".ckpt"))
+    return "/" in weights or "\\" in weights or weights.endswith((".pth", ".pt", ".bin", ".ckpt", ".safetensors"))
 
 
 def build_seeded(builder, seed: int) -> nn.Module:
@@ -106,15 +108,31 @@ def _weights_enum(name: str, tag: str):
 
 
 def _download_state_dict(enum, name: str) -> dict[str, torch.Tensor]:
-    """Fetch (or read from the torch hub cache) the weights of a torchvision enum, with a progress bar."""
+    """The weights of a torchvision enum: downloaded once into the torch hub cache (progress bar, SHA-256
+    prefix of the file name checked), then read like any checkpoint, with ``weights_only=True``."""
     cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
-    try:
-        if os.environ.get(OFFLINE_ENV) and not cache.is_file():
-            raise OSError(f"offline ({OFFLINE_ENV} is set)")
-        return enum.get_state_dict(progress=True, check_hash=True)
-    except (urllib.error.URLError, OSError, RuntimeError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if not cache.is_file():
+        try:
+            if os.environ.get(OFFLINE_ENV):
+                raise OSError(f"offline ({OFFLINE_ENV} is set)")
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(enum.url, str(cache), hash_prefix=_hash_prefix(cache), progress=True)
+        except (urllib.error.URLError, OSError, RuntimeError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise NetflocError(
+                f"weights {enum.name} of torchvision {name} are not cached at {cache} and could not be downloaded "
+                f"({reason}); download {enum.url} to that path, or pass the file as torchvision:{name}:/path/file.pth"
+            ) from None
+    prefix = _hash_prefix(cache)
+    if prefix and not file_sha256(cache).startswith(prefix):
         raise NetflocError(
-            f"weights {enum.name} of torchvision {name} are not cached at {cache} and could not be downloaded "
-            f"({reason}); download {enum.url} to that path, or pass the file as torchvision:{name}:/path/file.pth"
-        ) from None
+            f"cached weights {cache} do not match the SHA-256 prefix {prefix} in their name (corrupt or replaced); "
+            "delete the file and run again to download it"
+        )
+    return load_state_dict_file(cache)
+
+
+def _hash_prefix(path: Path) -> str | None:
+    """torchvision names weight files ``<name>-<first hex digits of SHA-256>.pth``."""
+    match = HASH_IN_NAME.search(path.name)
+    return match.group(1) if match else None
