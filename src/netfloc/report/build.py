@@ -162,7 +162,11 @@ def _merge_run_tables(dirs: list[Path], infos: list[dict[str, Any]], staging: Pa
     it, into ``staging/<name>.csv``; returns the table names."""
     names = list(dict.fromkeys(name for info in infos for name in info.get("tables", [])))
     for name in names:
-        frames = [pd.read_csv(run_dir / f"{name}.csv") for run_dir in dirs if (run_dir / f"{name}.csv").is_file()]
+        frames = [
+            pd.read_csv(run_dir / f"{name}.csv", keep_default_na=False, na_values=[""])
+            for run_dir in dirs
+            if (run_dir / f"{name}.csv").is_file()
+        ]
         pd.concat(frames, ignore_index=True).to_csv(staging / f"{name}.csv", index=False)
     return names
 

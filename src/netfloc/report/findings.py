@@ -73,6 +73,12 @@ def comparison_findings(result: LocalizerResult, comparison: pd.DataFrame) -> li
     """Per pair of models and category: the last shared layer's z test, and a count over all shared layers."""
     sentences = []
     pairs = dict.fromkeys(zip(comparison["model_a"], comparison["model_b"], strict=True))
+    if pairs:
+        sentences.append(
+            "The proportion tests treat every unit as an independent sample. Units of a layer are correlated (same "
+            "channels, same images), so with many thousands of units even small differences reach p < 0.05: read "
+            "the size of a difference (in percentage points) before its p-value."
+        )
     for model_a, model_b in pairs:
         layer = last_common_layer(result, model_a, model_b)
         pair = comparison[(comparison["model_a"] == model_a) & (comparison["model_b"] == model_b)]
@@ -265,18 +271,23 @@ def findings(
     """Every summary sentence, in report order: cautions and null-control warnings first. A trained model and
     its random-weight baseline are compared in the baseline sentences only, not again among all models."""
     controls = controls or tb.Controls()
-    baseline_pairs = set(tb.baseline_pairs(result.models))
-    comparison = tables["comparison"]
-    other_pairs = np.array(
-        [pair not in baseline_pairs for pair in zip(comparison["model_a"], comparison["model_b"], strict=True)],
-        dtype=bool,
-    )
+    baselines = {untrained for _, untrained in tb.baseline_pairs(result.models)}
+    comparison, tests = tables["comparison"], tables["specificity_tests"]
+
+    def like_with_like(frame: pd.DataFrame) -> np.ndarray:
+        """Pairs of two trained models or of two baselines (a model against its own or another model's
+        random-weight baseline belongs to the baseline sentences)."""
+        return np.array(
+            [(a in baselines) == (b in baselines) for a, b in zip(frame["model_a"], frame["model_b"], strict=True)],
+            dtype=bool,
+        )
+
     return (
         run_findings(result.run_info)
         + (null_findings(controls.null_summary) if controls.null_summary is not None else [])
         + proportion_findings(result, tables["proportions"])
-        + comparison_findings(result, comparison[other_pairs])
-        + specificity_findings(result, tables["specificity"], tables["specificity_tests"])
+        + comparison_findings(result, comparison[like_with_like(comparison)])
+        + specificity_findings(result, tables["specificity"], tests[like_with_like(tests)])
         + (consistency_findings(consistency_summary) if consistency_summary is not None else [])
         + (crossval_findings(result, controls.crossval) if controls.crossval is not None else [])
         + (baseline_findings(result, controls.baseline) if controls.baseline is not None else [])
