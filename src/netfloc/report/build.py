@@ -80,7 +80,7 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
     controls = tb.read_controls(result, run_dir, tables["specificity"])
     written = tables | {
         name: frame
-        for name, frame in (("crossval_summary", controls.crossval), ("baseline_comparison", controls.baseline))
+        for name, frame in zip(CONTROL_TABLES, (controls.crossval, controls.baseline), strict=True)
         if frame is not None
     }
     staging = run_dir / f".report-tmp-{uuid.uuid4().hex[:8]}"
@@ -108,16 +108,28 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
     return run_dir / REPORT_FILE
 
 
+#: Report tables that exist only when their control was run (removed when a later report has none).
+CONTROL_TABLES = ("crossval_summary", "baseline_comparison")
+
+
 def _publish(staging: Path, run_dir: Path, csv_names: list[str]) -> None:
     """Move the staged report into ``run_dir``: old HTML out first, tables, figures, new HTML last."""
     (run_dir / REPORT_FILE).unlink(missing_ok=True)
     for name in csv_names:
         os.replace(staging / name, run_dir / name)
+    for name in CONTROL_TABLES:
+        if f"{name}.csv" not in csv_names:
+            (run_dir / f"{name}.csv").unlink(missing_ok=True)
     figures = run_dir / FIGURES_DIR
     retired = staging / "figures-old"
     if figures.exists():
         figures.rename(retired)
-    (staging / FIGURES_DIR).rename(figures)
+    try:
+        (staging / FIGURES_DIR).rename(figures)
+    except OSError:
+        if retired.exists():
+            retired.rename(figures)
+        raise
     os.replace(staging / REPORT_FILE, run_dir / REPORT_FILE)
 
 
