@@ -25,7 +25,7 @@ from netfloc import __version__
 from netfloc.accumulators import MomentAccumulator
 from netfloc.analysis.consistency import layer_consistency
 from netfloc.analysis.controls import crossval_rows, null_rows, null_summary, permuted_labels, stratified_folds
-from netfloc.errors import NetflocError
+from netfloc.errors import NetflocError, first_line
 from netfloc.files import atomic_directory, check_destination, check_not_inside
 from netfloc.models import LoadedModel, load_model
 from netfloc.models.registry import labelled, random_spec
@@ -187,7 +187,7 @@ def _forward(recorder: LayerRecorder, images: torch.Tensor, model_name: str) -> 
     try:
         return recorder.record(images)
     except (RuntimeError, ValueError, TypeError, IndexError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise NetflocError(
             f"model {model_name} failed on images of shape {tuple(images.shape)}: {reason}; check that the "
             "preprocessing gives the input the model expects"

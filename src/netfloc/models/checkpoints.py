@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from netfloc.errors import NetflocError
+from netfloc.errors import NetflocError, first_line
 from netfloc.models.torchscript_archive import is_torchscript_archive, read_torchscript_state_dict
 
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "module")
@@ -52,7 +52,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
             f"when unpickled ({reason}); re-save it as a plain state_dict with torch.save(model.state_dict())"
         ) from None
     except (RuntimeError, OSError, EOFError) as error:
-        raise NetflocError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
+        raise NetflocError(f"cannot read checkpoint {path}: {first_line(error)}") from None
     return _unwrap_state_dict(loaded, path)
 
 
@@ -72,7 +72,7 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise NetflocError(f"cannot read safetensors checkpoint {path}: {reason}") from None
 
 

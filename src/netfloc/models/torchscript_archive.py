@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from netfloc.errors import NetflocError
+from netfloc.errors import NetflocError, first_line
 
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
@@ -114,7 +114,7 @@ def read_torchscript_state_dict(path: Path) -> dict[str, torch.Tensor]:
             RuntimeError,
             EOFError,
         ) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            reason = first_line(error)
             raise NetflocError(
                 f"refusing to read TorchScript archive {path}: its data.pkl holds something other than "
                 f"modules and tensors ({reason}); re-save the weights with torch.save(model.state_dict())"

@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 from torchvision.models import get_model, get_model_weights, list_models
 
-from netfloc.errors import NetflocError
+from netfloc.errors import NetflocError, first_line
 from netfloc.models.base import (
     LoadedModel,
     imagenet_transform,
@@ -118,7 +118,7 @@ def _download_state_dict(enum, name: str) -> dict[str, torch.Tensor]:
             cache.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(enum.url, str(cache), hash_prefix=_hash_prefix(cache), progress=True)
         except (urllib.error.URLError, OSError, RuntimeError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            reason = first_line(error)
             raise NetflocError(
                 f"weights {enum.name} of torchvision {name} are not cached at {cache} and could not be downloaded "
                 f"({reason}); download {enum.url} to that path, or pass the file as torchvision:{name}:/path/file.pth"

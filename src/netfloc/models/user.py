@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from netfloc.errors import NetflocError
+from netfloc.errors import NetflocError, first_line
 from netfloc.models.base import (
     LoadedModel,
     imagenet_transform,
@@ -69,5 +69,5 @@ def load_user_model(path_text: str, function: str, seed: int, label: str, spec: 
 
 
 def _describe(error: Exception) -> str:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+    message = first_line(error)
+    return message if message == type(error).__name__ else f"{type(error).__name__}: {message}"

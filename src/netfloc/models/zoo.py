@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from netfloc.errors import NetflocError
+from netfloc.errors import NetflocError, first_line
 from netfloc.models.base import LoadedModel, module_catalog, state_dict_sha256, top_level_preset
 from netfloc.models.checkpoints import file_sha256, load_into, load_state_dict_file
 from netfloc.models.study import download_clip_weights, load_clip_resnet, visual_state_dict
@@ -73,7 +73,7 @@ def _timm_pretrained(timm: Any, name: str, spec: str) -> tuple[nn.Module, dict[s
     try:
         module = timm.create_model(name, pretrained=True)
     except (OSError, RuntimeError, ValueError, urllib.error.URLError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         source = f"https://huggingface.co/{config.hf_hub_id}" if config.hf_hub_id else config.url
         raise NetflocError(
             f"pretrained weights of timm {name} are not cached and could not be downloaded ({reason}); "

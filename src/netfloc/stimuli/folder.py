@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from netfloc.errors import NetflocError
+from netfloc.errors import NetflocError, first_line
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 MIN_IMAGES_PER_CATEGORY = 2
@@ -77,7 +77,7 @@ def read_image(path: Path) -> Image.Image:
             image.load()
             return to_rgb(image)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise NetflocError(f"cannot read image {path}: {_reason(error)}; fix or remove the file") from None
+        raise NetflocError(f"cannot read image {path}: {first_line(error)}; fix or remove the file") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -102,10 +102,6 @@ def _rescale_to_8bit(image: Image.Image) -> Image.Image:
     elif image.mode == "F" and values.max(initial=0) <= 1.0:
         values = values * 255.0
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
-
-
-def _reason(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def list_categories(root: Path) -> list[str]:
@@ -191,7 +187,7 @@ def _check_file(path: Path) -> str | None:
         with Image.open(path) as image:
             image.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        return f"unreadable: {_reason(error)}"
+        return f"unreadable: {first_line(error)}"
     return None
 
 
