@@ -10,11 +10,9 @@ per-category accuracy drop measures what the silenced units carried. Control: le
 units of layer L drawn at random (several seeds). A drop for category k well beyond the random lesions is
 causal evidence that the k-selective units matter for k.
 
-The lesioned units are those the run selected on all images, so the selection itself is not cross-validated
-against the decoder's held-out images; for a fully independent test, run the localizer on one set of images
-and lesion with ``--stimuli`` pointing at another set with the same categories (the stimulus digest check then
-has to be bypassed by a new run). Only the final embeddings are kept: (2 + random lesions) × N × D values,
-never the layer activations.
+Limitation: the lesioned units are those the run selected on all its images, the decoder's held-out images
+included (the decoder is cross-validated, the selection is not). Only the final embeddings are kept:
+(2 + random lesions) × N × D values, never the layer activations.
 """
 
 from __future__ import annotations

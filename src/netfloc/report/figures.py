@@ -671,8 +671,9 @@ def make_control_figures(
                     folder,
                     "crossval_replication",
                     "Replication of the selection on held-out images",
-                    "Percent of the units selected on the training folds that are again selective (t > 0 and "
-                    "FDR-corrected q < α against every other category) on the held-out fold, pooled over folds.",
+                    "Percent of the units selected on the training folds that are again selective on the held-out "
+                    "fold by the run's rule (t > 0 and FDR-corrected q < α against every other category, or "
+                    "against the pooled others for --rule pooled/top), pooled over folds.",
                 ),
                 save_figure(
                     plot_crossval_inflation(controls.crossval, models, layers, categories),
