@@ -40,12 +40,12 @@ def bare_forward(spec: str, stimuli: str, batch_size: int) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from netfloc.api import _ImageDataset
     from netfloc.models import load_model
+    from netfloc.recording.loader import ImageDataset
     from netfloc.stimuli import load_stimulus_set
 
     model = load_model(spec)
-    loader = DataLoader(_ImageDataset(load_stimulus_set(stimuli).items(), model), batch_size=batch_size)
+    loader = DataLoader(ImageDataset(load_stimulus_set(stimuli).items(), model), batch_size=batch_size)
     tic = time.perf_counter()
     with torch.inference_mode():
         for images, _, _ in loader:

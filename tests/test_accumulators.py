@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from netfloc.accumulators import MomentAccumulator
+from netfloc.moments.accumulator import MomentAccumulator
 
 
 def feed(values: np.ndarray, labels: np.ndarray, groups: int, batch: int) -> MomentAccumulator:

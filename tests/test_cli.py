@@ -129,6 +129,7 @@ def test_config_file_with_flag_override(tmp_path, stimuli):
     run = json.loads((tmp_path / "flag-out" / "run.json").read_text())
     assert run["settings"] == {
         "units": "element",
+        "tokens": "all",
         "test": "welch",
         "fdr": "by",
         "alpha": 0.2,
@@ -139,6 +140,7 @@ def test_config_file_with_flag_override(tmp_path, stimuli):
         "cross_validate": 0,
         "null": 0,
         "baseline": None,
+        "allow_tf32": False,
     }
     assert not (tmp_path / "from-config").exists()
     config.write_text('modle = "x"\n')

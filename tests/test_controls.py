@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from netfloc import localize
-from netfloc.accumulators import MomentAccumulator
-from netfloc.analysis.controls import merge_folds, stratified_folds
+from netfloc.analysis.controls import merge_folds
 from netfloc.models import load_model
 from netfloc.models.registry import random_spec
+from netfloc.moments.accumulator import MomentAccumulator
+from netfloc.moments.groupings import stratified_folds
 
 from .conftest import write_noise_images
 from .planted_model import CATEGORIES, N_PLANTED, write_planted_stimuli
@@ -92,28 +93,25 @@ def noise_fold_moments(seed: int, n_categories: int, n_folds: int, per_cell: int
 
 
 def test_split_half_reliability_is_not_inflated_by_selection_on_noise():
-    from netfloc.analysis.controls import crossval_rows
+    from netfloc.analysis.controls import crossval_rows, fold_selections
     from netfloc.statistics import SelectivitySettings
 
     settings = SelectivitySettings(rule="top", top_percent=5)  # 200 noise units per category and fold
-    rows = crossval_rows("m", "l", list("abcd"), noise_fold_moments(0, 4, 4), 4, settings)
+    moments = noise_fold_moments(0, 4, 4)
+    rows = crossval_rows("m", "l", list("abcd"), moments, fold_selections(moments, 4, 4, settings), settings)
     reliability = [row["value"] for row in rows if row["measure"] == "split_half_reliability"]
     assert np.max(np.abs(reliability)) < 0.1, "selecting on the correlated folds would give about 0.5"
 
 
 def test_split_half_reliability_needs_three_categories_and_folds():
-    from netfloc.analysis.controls import crossval_rows
+    from netfloc.analysis.controls import crossval_rows, fold_selections
     from netfloc.statistics import SelectivitySettings
 
+    settings = SelectivitySettings(rule="top", top_percent=5)
     for n_categories, n_folds in ((2, 4), (4, 2)):
-        rows = crossval_rows(
-            "m",
-            "l",
-            list("abcd")[:n_categories],
-            noise_fold_moments(1, n_categories, n_folds),
-            n_folds,
-            SelectivitySettings(rule="top", top_percent=5),
-        )
+        moments = noise_fold_moments(1, n_categories, n_folds)
+        selections = fold_selections(moments, n_categories, n_folds, settings)
+        rows = crossval_rows("m", "l", list("abcd")[:n_categories], moments, selections, settings)
         assert all(np.isnan(row["value"]) for row in rows if row["measure"] == "split_half_reliability")
 
 

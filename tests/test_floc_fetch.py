@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from netfloc.cli.stimuli import app
 from netfloc.errors import NetflocError
-from netfloc.stimuli.cli import app
 from netfloc.stimuli.floc import (
     CACHE_ENV,
     FLOC_COMMIT,

@@ -22,7 +22,7 @@ from torch import nn
 
 from netfloc.errors import NetflocError
 from netfloc.models import BUILTINS, LoadedModel, load_model
-from netfloc.models.study import build_clip_visual
+from netfloc.models.resnet_clip import build_clip_visual
 
 RESNET_BLOCKS = [f"layer{stage}.{block}" for stage, count in enumerate((3, 4, 6, 3), start=1) for block in range(count)]
 STAGE_SHAPES = {

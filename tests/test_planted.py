@@ -49,15 +49,15 @@ def test_null_units_p_values_are_uniform(planted_stimuli):
     are calibrated (a binomial 99.9% band around 5% of 512 units × 6 pairs)."""
     from scipy import stats
 
-    from netfloc.api import record_moments
     from netfloc.models import load_model
+    from netfloc.moments.stream import record_moments
     from netfloc.statistics import sample_variance, t_test
     from netfloc.stimuli import load_stimulus_set
 
     stimuli = load_stimulus_set(
         write_planted_stimuli(planted_stimuli.parent / "bigger", per_category=40, seed=3), CATEGORIES
     )
-    accumulators, _ = record_moments(load_model(SPEC), {"units": "units"}, stimuli, progress=False)
+    accumulators, _, _ = record_moments(load_model(SPEC), {"units": "units"}, stimuli, progress=False)
     count, mean, m2 = accumulators["category"]["units"].numpy()
     variance = sample_variance(count, mean, m2)
     p_values = [

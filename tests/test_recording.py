@@ -13,7 +13,9 @@ from torchvision.models.resnet import Bottleneck
 
 from netfloc.errors import NetflocError
 from netfloc.models import load_model
-from netfloc.recording import LayerRecorder, describe_layers, expand_layers, to_units
+from netfloc.recording.hooks import LayerRecorder
+from netfloc.recording.layers import describe_layers, expand_layers
+from netfloc.recording.layouts import to_units
 
 
 def bottleneck_without_inplace(self: Bottleneck, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +107,7 @@ def test_channel_units_are_spatial_means_of_element_units(resnet50):
 
 def test_to_units_copies_vectors():
     output = torch.arange(6.0).reshape(2, 3)
-    units = to_units(output, "element")
+    units = to_units(output, "NC", "element")
     output.add_(100)
     assert units.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
 

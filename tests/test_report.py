@@ -16,16 +16,15 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 from typer.testing import CliRunner
 
-import netfloc.api
 import netfloc.models
+import netfloc.pipeline.runner
 from netfloc import NetflocError, localize
 from netfloc.analysis import tables as tb
-from netfloc.api import LocalizerResult
 from netfloc.report import build as report_build
 from netfloc.report import compare_runs, model_colors, write_report
 from netfloc.report.findings import findings
 from netfloc.report.html import check_html, render_report
-from netfloc.results import LayerResult
+from netfloc.results import LayerResult, LocalizerResult
 
 from .planted_model import CATEGORIES, write_planted_stimuli
 
@@ -78,12 +77,14 @@ def synthetic_result(seed: int = 0) -> LocalizerResult:
             info["layers"][name] = {"module": f"body.{name}", "shape": list(shape), "n_units": n}
         models.append(info)
     run_info = {
+        "schema_version": 2,
+        "netfloc_version": "0.1.0",
         "models": models,
         "categories": [{"name": c, "n_images": 10} for c in SYNTHETIC_CATEGORIES],
         "stimuli": {"root": f"/data/{SCRIPT}", "digest_sha256": "0" * 64, "n_images": 40, "skipped": []},
         "settings": {"units": "element", "alpha": 0.05},
         "seed": seed,
-        "device": "cpu",
+        "device": {"type": "cpu", "name": "cpu", "cuda": None, "cudnn": None, "tf32": False},
         "image_stats": [{"category": c, "measure": "mean_luminance", "mean": 0.5, "std": 0.1} for c in ["faces"]],
     }
     return LocalizerResult(layers, run_info)
@@ -110,7 +111,7 @@ def no_models(monkeypatch):
         raise AssertionError("the report must not load a model")
 
     monkeypatch.setattr(netfloc.models, "load_model", refuse)
-    monkeypatch.setattr(netfloc.api, "load_model", refuse)
+    monkeypatch.setattr(netfloc.pipeline.runner, "load_model", refuse)
 
 
 def test_layer_order_merges_models_and_pairs_skip_unshared_layers(synthetic):
@@ -211,7 +212,14 @@ def test_report_writes_every_file_escapes_user_text_and_parses(synthetic, tmp_pa
     run = synthetic.save(tmp_path / "run")
     consistency = pd.DataFrame(
         [
-            {"model": model, "category": category, "layer_a": a, "layer_b": b, "spearman": 0.5}
+            {
+                "model": model,
+                "selection": "in-sample",
+                "category": category,
+                "layer_a": a,
+                "layer_b": b,
+                "spearman": 0.5,
+            }
             for model, specs in SYNTHETIC_LAYERS.items()
             for category in SYNTHETIC_CATEGORIES[:2]
             for a, _ in specs

@@ -12,14 +12,15 @@ from matplotlib.colors import to_rgb
 from typer.testing import CliRunner
 
 from netfloc import localize
+from netfloc.analysis import run_tables as rt
 from netfloc.analysis import tables as tb
 from netfloc.analysis.lesion import lesion_experiment, save_lesion
-from netfloc.api import LocalizerResult
 from netfloc.cli import app
 from netfloc.report import build as report_build
 from netfloc.report import model_colors, write_report
-from netfloc.report.figures import OKABE_ITO, model_linestyles
 from netfloc.report.html import check_html
+from netfloc.report.style import OKABE_ITO, model_linestyles
+from netfloc.results import LocalizerResult
 
 from .planted_model import CATEGORIES, write_planted_stimuli
 
@@ -86,7 +87,7 @@ def test_run_report_has_the_control_sections_and_the_lesion_comes_with_netfloc_r
     assert (run / "crossval_summary.csv").is_file() and (run / "baseline_comparison.csv").is_file()
     assert 'class="warning"' not in document  # the planted model's null rates stay below alpha
     assert "Held-out localizer (3 folds), m: 100.0% of the faces-selective units of units replicate" in document
-    assert "Null control: with permuted category labels at most" in document
+    assert "Null control: with permuted category labels, at most" in document
     assert "Trained vs random weights in units, selective units of m vs m-random" in document
     assert "Silencing the 1 faces-selective unit of m&#x27;s patches drops faces decoding by 100.0 points" in document
     assert not list(run.glob(".report-tmp-*"))
@@ -137,7 +138,7 @@ def test_a_baseline_gets_a_lighter_tint_of_its_models_colour_and_dashes():
 
 def test_lesion_table_and_figure(reported):
     run, document = reported
-    (path, summary), *others = tb.read_lesions(run).items()
+    (path, summary), *others = rt.read_lesions(run).items()
     assert path == "lesions/m__patches__faces_summary.csv" and not others
     written = pd.read_csv(run / path)
     pd.testing.assert_frame_equal(summary.drop(columns="n_lesioned"), written[summary.columns.drop("n_lesioned")])
@@ -165,8 +166,10 @@ def test_null_rate_above_alpha_is_flagged_visibly(reported, tmp_path, no_main_fi
         {
             "model": ["m", "m", "m"],
             "layer": ["patches", "units", "<script>x</script>"],
-            "null_proportion_mean": [0.01, 0.12, 0.30],
-            "null_proportion_max": [0.02, 0.2, 0.4],
+            "n_permutations": [10] * 3,
+            "familywise_rate": [0.02, 0.12, 0.30],
+            "familywise_ci_high": [0.06, 0.2, 0.4],
+            "null_proportion_mean": [0.0001, 0.002, 0.01],
             "alpha": [0.05] * 3,
             "exceeds_alpha": [False, True, True],
         }
@@ -174,7 +177,7 @@ def test_null_rate_above_alpha_is_flagged_visibly(reported, tmp_path, no_main_fi
     document = write_report(tmp_path, subset(run, {"null_summary": null_summary})).read_text(encoding="utf-8")
     check_html(document)
     assert sections(document) == {"null"}
-    flagged = "Null control failed for m units: with permuted category labels 12.0% of its units"
+    flagged = "Null control failed for m units: with permuted category labels, 12.0% of the permutation × category"
     findings, null_section = document.split('<section id="run">')[0], document.split('<section id="null">')[1]
     for part in (findings, null_section):
         assert 'class="warning"' in part and flagged in part

@@ -11,7 +11,7 @@ import torch
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from netfloc.accumulators import MomentAccumulator
+from netfloc.moments.accumulator import MomentAccumulator
 from netfloc.statistics import (
     SelectivitySettings,
     anova_oneway,

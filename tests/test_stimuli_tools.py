@@ -12,9 +12,9 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
+from netfloc.cli.stimuli import app
 from netfloc.errors import NetflocError
 from netfloc.stimuli.build import MANIFEST_COLUMNS, PAPER_CATEGORIES, build_paper_set
-from netfloc.stimuli.cli import app
 from netfloc.stimuli.imagestats import (
     MEASURES,
     band_energy,

@@ -2,7 +2,7 @@
 
 All functions are pure and work on float64 numpy arrays of per-group moments: ``count`` (K,), ``mean``
 (K, U) and ``m2`` (K, U) (sum of squared deviations), as held by
-:class:`~netfloc.accumulators.MomentAccumulator`. With sample variances s²_g = m2_g / (n_g − 1):
+:class:`~netfloc.moments.accumulator.MomentAccumulator`. With sample variances s²_g = m2_g / (n_g − 1):
 
 - Welch:   t = (m_a − m_b) / sqrt(s²_a/n_a + s²_b/n_b),
            ν = (s²_a/n_a + s²_b/n_b)² / ((s²_a/n_a)²/(n_a − 1) + (s²_b/n_b)²/(n_b − 1))   (Welch 1947)
@@ -13,8 +13,11 @@ All functions are pure and work on float64 numpy arrays of per-group moments: ``
 - FDR over the units of a layer, per comparison: Benjamini–Yekutieli (2001, default) or
   Benjamini–Hochberg (1995), via ``scipy.stats.false_discovery_control``.
 
-Degenerate units. A variance below (1e-10·|mean|)² is rounding noise and counts as zero. Where the standard
-error of a comparison is zero (e.g. a dead ReLU unit, constant for every image) the test is undefined: it
+Degenerate units. Layer outputs are float32, resolved to ε = 2⁻²³·|x| (``np.finfo(np.float32).eps``). The
+same constant unit computed in batches of different composition differs by a few ulps (other GEMM blockings),
+so a standard deviation below ``ZERO_VARIANCE_ULPS``·ε·|mean| (32 ulps, i.e. sd/|mean| < 3.8e-6) is rounding
+noise and counts as zero: below that, float32 holds fewer than five significant bits of the variation. Where
+the standard error of a comparison is zero (e.g. a dead ReLU unit, constant for every image) the test is undefined: it
 is reported as t = 0, p = 1, so the unit is never selective, stays in the FDR family and yields no NaN.
 """
 
@@ -31,11 +34,12 @@ TestName = Literal["welch", "student"]
 FdrName = Literal["by", "bh"]
 RuleName = Literal["each", "pooled", "top"]
 
-ZERO_VARIANCE_RTOL = 1e-10
+ZERO_VARIANCE_ULPS = 32
+ZERO_VARIANCE_RTOL = ZERO_VARIANCE_ULPS * float(np.finfo(np.float32).eps)
 
 
 def sample_variance(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> np.ndarray:
-    """Unbiased variance m2 / (n − 1), with rounding noise below (1e-10·|mean|)² set to exactly 0."""
+    """Unbiased variance m2 / (n − 1), with float32 rounding noise (sd ≤ 32·ε_float32·|mean|) set to exactly 0."""
     n = np.asarray(count, dtype=np.float64).reshape(-1, *([1] * (np.ndim(m2) - 1)))
     variance = np.where(n > 1, m2 / np.maximum(n - 1, 1), 0.0)
     return np.where(variance <= (ZERO_VARIANCE_RTOL * mean) ** 2, 0.0, variance)

@@ -14,12 +14,21 @@ temporary folder, N × |S_kL| each), and the RDM is computed exactly from them i
 per-image means, then the Gram matrix of the centred responses accumulated in float64. Peak memory is
 O(N² + N × chunk), whatever the layer size; disk use is 4·N·Σ|S_kL| bytes, freed at the end.
 Populations with fewer than ``MIN_UNITS`` units have no meaningful correlation and are skipped.
+
+Selection. ``in-sample`` (the study's analysis, Lu & Wang 2025): units are selected on all images and the
+RDMs are built on the same images. With ``--cross-validate F`` the analysis is also run ``held-out``: for each
+fold f the populations are those selected on the other folds (:func:`netfloc.analysis.controls.fold_selections`)
+and the RDMs are built on fold f's images only; the Spearman correlations of each layer pair are averaged over
+the folds. The held-out value cannot be inflated by selecting and measuring on the same noise. Both are written
+to ``consistency.csv`` with a ``selection`` column; the study's claim corresponds to ``in-sample``.
 """
 
 from __future__ import annotations
 
 import itertools
 import tempfile
+from collections.abc import Hashable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,55 +37,51 @@ import torch
 
 from netfloc.analysis.metrics import mean_off_diagonal, rdm_consistency
 from netfloc.models.base import LoadedModel
-from netfloc.recording import UnitsName
+from netfloc.recording.loader import stream_layers
 from netfloc.stimuli import StimulusSet
 
 MIN_UNITS = 3
 CHUNK = 4096
+CONSISTENCY_COLUMNS = ["model", "selection", "category", "layer_a", "layer_b", "spearman"]
+CONSISTENCY_SUMMARY_COLUMNS = ["model", "selection", "category", "n_layers", "mean_off_diagonal"]
 
-Populations = dict[str, dict[str, np.ndarray]]
+
+@dataclass(frozen=True)
+class Population:
+    """The units of one layer whose responses to some images the second pass keeps."""
+
+    layer: str
+    units: np.ndarray
+    images: np.ndarray
+    """Sorted indices of the images (``StimulusSet.items()`` order) whose responses are kept."""
 
 
 def record_population_responses(
     model: LoadedModel,
     layers: dict[str, str],
-    populations: Populations,
+    populations: dict[Hashable, Population],
     stimuli: StimulusSet,
     folder: Path,
-    *,
-    units: UnitsName = "element",
-    batch_size: int = 32,
-    device: torch.device | str = "cpu",
-    workers: int = 0,
-    progress: bool = True,
-) -> dict[tuple[str, str], np.memmap]:
-    """Second pass: write each image's responses on every population (layer -> category -> unit indices)
-    to an N × |S| float32 memmap in ``folder``."""
-    from netfloc.api import stream_layers
-
-    arrays = {}
-    for layer, by_category in populations.items():
-        for category, indices in by_category.items():
-            path = folder / f"{len(arrays)}.f32"
-            arrays[layer, category] = np.lib.format.open_memmap(
-                path, mode="w+", dtype=np.float32, shape=(stimuli.n_images, len(indices))
-            )
-    selectors = {key: torch.as_tensor(populations[key[0]][key[1]], dtype=torch.long, device=device) for key in arrays}
-    needed = {layer: layers[layer] for layer in populations}
+    **stream: object,
+) -> dict[Hashable, np.memmap]:
+    """Second pass: write each population's responses to its images into an images × units float32 memmap in
+    ``folder`` (``stream``: the keyword arguments of :func:`netfloc.recording.loader.stream_layers`)."""
+    arrays = {
+        key: np.lib.format.open_memmap(
+            folder / f"{index}.npy", mode="w+", dtype=np.float32, shape=(len(population.images), len(population.units))
+        )
+        for index, (key, population) in enumerate(populations.items())
+    }
+    needed = {population.layer: layers[population.layer] for population in populations.values()}
     for outputs, image_indices, _ in stream_layers(
-        model,
-        needed,
-        stimuli,
-        units=units,
-        batch_size=batch_size,
-        device=device,
-        workers=workers,
-        progress=progress,
-        description="second pass (consistency)",
+        model, needed, stimuli, description="second pass (consistency)", **stream
     ):
         rows = image_indices.numpy()
-        for (layer, category), array in arrays.items():
-            array[rows] = outputs[layer][:, selectors[layer, category]].float().cpu().numpy()
+        for key, population in populations.items():
+            kept = np.isin(rows, population.images)
+            if kept.any():
+                values = outputs[population.layer][torch.from_numpy(kept)][:, population.units]
+                arrays[key][np.searchsorted(population.images, rows[kept])] = values.float().cpu().numpy()
     return arrays
 
 
@@ -99,82 +104,119 @@ def pearson_rdm(responses: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
     return np.clip(1.0 - r[upper], 0.0, 2.0)
 
 
-def selective_populations(layer_results, layers: list[str], min_units: int = MIN_UNITS) -> Populations:
-    """layer -> category -> indices of the units selective for that category (populations of at least
-    ``min_units``)."""
-    populations: Populations = {}
-    for result in layer_results:
-        if result.layer not in layers:
-            continue
-        for k, category in enumerate(result.categories):
-            indices = np.flatnonzero(result.selective[k])
-            if len(indices) >= min_units:
-                populations.setdefault(result.layer, {})[category] = indices
+def selective_populations(
+    selections: dict[str, np.ndarray], categories: list[str], images: np.ndarray, min_units: int = MIN_UNITS
+) -> dict[tuple[str, str], Population]:
+    """(layer, category) -> the population of units selective for that category (K×U ``selections`` per
+    layer), kept for ``images``; populations of fewer than ``min_units`` units are left out."""
+    populations = {}
+    for layer, selective in selections.items():
+        for k, category in enumerate(categories):
+            units = np.flatnonzero(selective[k])
+            if len(units) >= min_units:
+                populations[layer, category] = Population(layer, units, images)
     return populations
 
 
 def consistency_tables(
-    model: str, layer_order: list[str], categories: list[str], rdms: dict[tuple[str, str], np.ndarray]
+    model: str,
+    selection: str,
+    layer_order: list[str],
+    categories: list[str],
+    matrices: dict[str, tuple[list[str], np.ndarray]],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(pairs, summary): Spearman ρ between the RDMs of every two layers per category (columns model,
-    category, layer_a, layer_b, spearman), and per category the number of layers with a population and
-    the mean off-diagonal ρ (columns model, category, n_layers, mean_off_diagonal)."""
+    """(pairs, summary) of one model and selection from each category's (layers present, Spearman matrix):
+    columns :data:`CONSISTENCY_COLUMNS` and :data:`CONSISTENCY_SUMMARY_COLUMNS`."""
     pairs, summary = [], []
     for category in categories:
-        present = [layer for layer in layer_order if (layer, category) in rdms]
-        if len(present) < 2:
-            summary.append(
-                {"model": model, "category": category, "n_layers": len(present), "mean_off_diagonal": np.nan}
-            )
-            continue
-        matrix = rdm_consistency([rdms[layer, category] for layer in present])
+        present, matrix = matrices.get(category, ([], np.empty((0, 0))))
         for (a, layer_a), (b, layer_b) in itertools.product(enumerate(present), repeat=2):
-            pairs.append(
-                {"model": model, "category": category, "layer_a": layer_a, "layer_b": layer_b, "spearman": matrix[a, b]}
-            )
-        summary.append(
-            {
-                "model": model,
-                "category": category,
-                "n_layers": len(present),
-                "mean_off_diagonal": mean_off_diagonal(matrix),
-            }
-        )
-    return pd.DataFrame(pairs, columns=["model", "category", "layer_a", "layer_b", "spearman"]), pd.DataFrame(
-        summary, columns=["model", "category", "n_layers", "mean_off_diagonal"]
+            pairs.append([model, selection, category, layer_a, layer_b, matrix[a, b]])
+        value = mean_off_diagonal(matrix) if len(present) >= 2 else np.nan
+        summary.append([model, selection, category, len(present), value])
+    return (
+        pd.DataFrame(pairs, columns=CONSISTENCY_COLUMNS),
+        pd.DataFrame(summary, columns=CONSISTENCY_SUMMARY_COLUMNS),
     )
+
+
+def spearman_matrices(
+    rdms: dict[tuple[str, str], np.ndarray], layer_order: list[str], categories: list[str]
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Per category with populations in two or more layers: (those layers, the Spearman matrix of their RDMs)."""
+    matrices = {}
+    for category in categories:
+        present = [layer for layer in layer_order if (layer, category) in rdms]
+        if len(present) >= 2:
+            matrices[category] = (present, rdm_consistency([rdms[layer, category] for layer in present]))
+    return matrices
+
+
+def averaged_matrices(
+    per_fold: list[dict[str, tuple[list[str], np.ndarray]]],
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Per category, the mean over folds of each layer pair's Spearman ρ (over the folds where both layers
+    have a population); layers present in any fold."""
+    averaged = {}
+    for category in dict.fromkeys(c for fold in per_fold for c in fold):
+        layers = list(dict.fromkeys(layer for fold in per_fold for layer in fold.get(category, ([], None))[0]))
+        total, count = np.zeros((len(layers), len(layers))), np.zeros((len(layers), len(layers)))
+        for fold in per_fold:
+            if category in fold:
+                present, matrix = fold[category]
+                index = [layers.index(layer) for layer in present]
+                total[np.ix_(index, index)] += matrix
+                count[np.ix_(index, index)] += 1
+        averaged[category] = (layers, np.divide(total, count, out=np.full_like(total, np.nan), where=count > 0))
+    return averaged
 
 
 def layer_consistency(
     model: LoadedModel,
     layers: dict[str, str],
-    layer_results,
+    selections: dict[str, np.ndarray],
     stimuli: StimulusSet,
-    *,
-    units: UnitsName = "element",
-    batch_size: int = 32,
-    device: torch.device | str = "cpu",
-    workers: int = 0,
-    progress: bool = True,
+    fold_of_image: np.ndarray | None = None,
+    fold_selections: dict[str, list[np.ndarray]] | None = None,
+    **stream: object,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The whole analysis for one model: populations from ``layer_results``, a second pass, RDMs, tables."""
-    populations = selective_populations(layer_results, list(layers))
-    rdms = {}
+    """The whole analysis for one model: populations, one second pass, RDMs, tables (module docstring).
+
+    ``selections``: layer -> K×U selective mask on all images (in-sample). With ``fold_of_image`` (fold index of
+    every image) and ``fold_selections`` (layer -> one K×U mask per fold, selected without that fold) the
+    held-out analysis runs in the same second pass.
+    """
+    categories, order = list(stimuli.categories), list(layers)
+    every_image = np.arange(stimuli.n_images)
+    populations: dict[Hashable, Population] = {
+        ("in-sample", *key): population
+        for key, population in selective_populations(selections, categories, every_image).items()
+    }
+    n_folds = len(next(iter(fold_selections.values()))) if fold_selections else 0
+    for fold in range(n_folds):
+        images = np.flatnonzero(fold_of_image == fold)
+        chosen = {layer: masks[fold] for layer, masks in fold_selections.items()}
+        for key, population in selective_populations(chosen, categories, images).items():
+            populations[fold, *key] = population
+    rdms: dict[Hashable, np.ndarray] = {}
     if populations:
         with tempfile.TemporaryDirectory(prefix="netfloc-rdm-") as folder:
-            arrays = record_population_responses(
-                model,
-                layers,
-                populations,
-                stimuli,
-                Path(folder),
-                units=units,
-                batch_size=batch_size,
-                device=device,
-                workers=workers,
-                progress=progress,
-            )
-            for key, array in arrays.items():
-                rdms[key] = pearson_rdm(array)
+            arrays = record_population_responses(model, layers, populations, stimuli, Path(folder), **stream)
+            rdms = {key: pearson_rdm(array) for key, array in arrays.items()}
             del arrays
-    return consistency_tables(model.name, list(layers), list(stimuli.categories), rdms)
+    tables = [
+        consistency_tables(model.name, "in-sample", order, categories, _matrices(rdms, "in-sample", order, categories))
+    ]
+    if n_folds:
+        per_fold = [_matrices(rdms, fold, order, categories) for fold in range(n_folds)]
+        tables.append(consistency_tables(model.name, "held-out", order, categories, averaged_matrices(per_fold)))
+    return (
+        pd.concat([pairs for pairs, _ in tables], ignore_index=True),
+        pd.concat([summary for _, summary in tables], ignore_index=True),
+    )
+
+
+def _matrices(rdms: dict[Hashable, np.ndarray], selection: Hashable, order: list[str], categories: list[str]):
+    """:func:`spearman_matrices` of the RDMs of one selection (``"in-sample"`` or a fold index)."""
+    chosen = {(key[1], key[2]): rdm for key, rdm in rdms.items() if key[0] == selection}
+    return spearman_matrices(chosen, order, categories)

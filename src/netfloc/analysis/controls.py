@@ -1,7 +1,7 @@
 """Validity controls beyond the study: held-out localizers and label-permutation nulls.
 
 Both are groupings of the stimuli accumulated in the same streaming pass as the main analysis (see
-:func:`netfloc.api.record_moments`), so they need no stored activations.
+:mod:`netfloc.moments.groupings`), so they need no stored activations.
 
 Cross-validation (``--cross-validate F``). The images of each category are split into F seeded folds of
 near-equal size (stratified). For each fold f, units are selected on the other F − 1 folds (moments merged
@@ -20,14 +20,21 @@ exactly) with the run's rule, and evaluated on fold f, as independent fMRI local
   profile is constant in a fold are left out.
 
 Null control (``--null P``). P seeded permutations of the category labels across images (category sizes
-kept); the full selection is run on each. The proportion of units called selective under the null should
-not exceed alpha; layers where it does are flagged.
+kept); the full selection is run on each. Under permuted labels there is no true effect, and FDR control then
+promises a *family-wise* bound: the chance that a (permutation, category) cell has any selective unit is at
+most alpha (Benjamini & Hochberg 1995, §2.1; for rule ``each`` the verdict needs K − 1 such families at
+once, so it is smaller still). Per model and layer, ``familywise_rate`` = x / n over the n = P·K cells, x of
+which hold at least one selective unit, with the one-sided 95% Clopper–Pearson bounds
+``beta.ppf(0.95, x + 1, n − x)`` (upper, reported) and ``beta.ppf(0.05, x, n − x + 1)`` (lower). A layer is
+flagged (``exceeds_alpha``) when the lower bound is above alpha: the loss of control is then significant,
+not a fluctuation. Cells of one permutation share images, so the bounds are approximate.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from netfloc.statistics import (
     SelectivitySettings,
@@ -41,22 +48,6 @@ from netfloc.statistics import (
 )
 
 Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-def stratified_folds(categories: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold index of each image: within each category, a seeded permutation dealt round-robin."""
-    rng = np.random.default_rng([seed, 1])
-    folds = np.empty(len(categories), dtype=np.int64)
-    for category in np.unique(categories):
-        members = np.flatnonzero(categories == category)
-        folds[rng.permutation(members)] = np.arange(len(members)) % n_folds
-    return folds
-
-
-def permuted_labels(categories: np.ndarray, n_permutations: int, seed: int) -> list[np.ndarray]:
-    """``n_permutations`` seeded shuffles of the category labels across images."""
-    rng = np.random.default_rng([seed, 2])
-    return [rng.permutation(categories) for _ in range(n_permutations)]
 
 
 def merge_folds(moments: Moments, n_categories: int, n_folds: int, folds: list[int]) -> Moments:
@@ -129,24 +120,35 @@ def heldout_reliability(
     return [np.concatenate(parts) for parts in values]
 
 
+def fold_selections(
+    fold_moments: Moments, n_categories: int, n_folds: int, settings: SelectivitySettings
+) -> list[np.ndarray]:
+    """For each fold f, the K×U selection made on all other folds (the held-out localizer's training side)."""
+    return [
+        selectivity(
+            *merge_folds(fold_moments, n_categories, n_folds, [g for g in range(n_folds) if g != f]), settings
+        ).selective
+        for f in range(n_folds)
+    ]
+
+
 def crossval_rows(
     model: str,
     layer: str,
     categories: list[str],
     fold_moments: Moments,
-    n_folds: int,
+    selections: list[np.ndarray],
     settings: SelectivitySettings,
 ) -> list[dict]:
-    """Tidy rows (model, layer, category, measure, value) of the cross-validated localizer."""
-    k = len(categories)
+    """Tidy rows (model, layer, category, measure, value) of the cross-validated localizer; ``selections`` are
+    :func:`fold_selections` of the same moments."""
+    k, n_folds = len(categories), len(selections)
     selected_total = np.zeros(k)
     replicated_total = np.zeros(k)
     heldout_csi: list[list[np.ndarray]] = [[] for _ in range(k)]
     heldout_dprime: list[list[np.ndarray]] = [[] for _ in range(k)]
-    for fold in range(n_folds):
-        train = merge_folds(fold_moments, k, n_folds, [f for f in range(n_folds) if f != fold])
+    for fold, selected in enumerate(selections):
         test = merge_folds(fold_moments, k, n_folds, [fold])
-        selected = selectivity(*train, settings).selective
         replicated = heldout_replication(test, selected, settings)
         selected_total += selected.sum(axis=1)
         replicated_total += replicated.sum(axis=1)
@@ -199,12 +201,42 @@ def null_rows(
     return rows
 
 
+NULL_SUMMARY_COLUMNS = [
+    "model",
+    "layer",
+    "n_permutations",
+    "familywise_rate",
+    "familywise_ci_high",
+    "null_proportion_mean",
+    "alpha",
+    "exceeds_alpha",
+]
+
+
+def clopper_pearson(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """One-sided Clopper–Pearson (1934) bounds (lower, upper) of a binomial proportion at ``confidence``."""
+    lower = float(stats.beta.ppf(1 - confidence, hits, n - hits + 1)) if hits > 0 else 0.0
+    upper = float(stats.beta.ppf(confidence, hits + 1, n - hits)) if hits < n else 1.0
+    return lower, upper
+
+
 def null_summary(null: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Per model and layer: mean and max null proportion over categories and permutations, and whether
-    the mean exceeds alpha (columns model, layer, null_proportion_mean, null_proportion_max, alpha,
-    exceeds_alpha)."""
-    grouped = null.groupby(["model", "layer"], sort=False)["proportion"]
-    summary = pd.DataFrame({"null_proportion_mean": grouped.mean(), "null_proportion_max": grouped.max()}).reset_index()
-    summary["alpha"] = alpha
-    summary["exceeds_alpha"] = summary["null_proportion_mean"] > alpha
-    return summary
+    """Per model and layer, the family-wise rate of the null control and whether it significantly exceeds alpha
+    (module docstring; columns :data:`NULL_SUMMARY_COLUMNS`)."""
+    rows = []
+    for (model, layer), cells in null.groupby(["model", "layer"], sort=False):
+        hits, n = int((cells["n_selective"] > 0).sum()), len(cells)
+        lower, upper = clopper_pearson(hits, n)
+        rows.append(
+            {
+                "model": model,
+                "layer": layer,
+                "n_permutations": int(cells["permutation"].nunique()),
+                "familywise_rate": hits / n,
+                "familywise_ci_high": upper,
+                "null_proportion_mean": float(cells["proportion"].mean()),
+                "alpha": alpha,
+                "exceeds_alpha": lower > alpha,
+            }
+        )
+    return pd.DataFrame(rows, columns=NULL_SUMMARY_COLUMNS)

@@ -35,11 +35,12 @@ from torch import nn
 from netfloc.errors import NetflocError
 from netfloc.models import LoadedModel, load_model
 from netfloc.models.base import slugify
-from netfloc.results import LayerResult, layer_file, read_run_info
+from netfloc.recording.loader import resolve_device, stream_layers
+from netfloc.results import LayerResult
+from netfloc.results.run import LESION_DIR, RUN_FILE, layer_file, read_run_info
 from netfloc.stimuli import StimulusSet, load_stimulus_set
 
 LesionMode = Literal["mean", "zero"]
-LESION_DIR = "lesions"
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,15 @@ class LesionTarget:
     units: str
     indices: np.ndarray
     values: np.ndarray
+    layout: str = "NCHW"
 
 
 @contextmanager
 def lesioned(module: nn.Module, target: LesionTarget) -> Iterator[None]:
     """Within the context, ``target.module_path`` outputs ``target.values`` at ``target.indices``.
 
-    Element units index the flattened output; channel units replace whole feature maps."""
+    Element units index the channel-major flattened output (C×H×W; an ``NHWC`` output is silenced through its
+    channel-major view); channel units replace whole feature maps or a token dimension."""
     layer = dict(module.named_modules())[target.module_path]
     indices = torch.as_tensor(target.indices, dtype=torch.long)
     values = torch.as_tensor(target.values, dtype=torch.float32)
@@ -64,10 +67,14 @@ def lesioned(module: nn.Module, target: LesionTarget) -> Iterator[None]:
     def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         silenced = output.clone()
         index, value = indices.to(output.device), values.to(output.device, output.dtype)
-        if target.units == "channel" and silenced.ndim == 3:  # B×T×D tokens: channels are the last axis
+        view = silenced.permute(0, 3, 1, 2) if target.layout == "NHWC" else silenced
+        if target.units == "element" and target.layout == "NHWC":
+            _, h, w = view.shape[1:]
+            view[:, index // (h * w), (index // w) % h, index % w] = value
+        elif target.units == "channel" and silenced.ndim == 3:  # B×T×D tokens: channels are the last axis
             silenced[..., index] = value
         elif target.units == "channel" and silenced.ndim > 3:
-            silenced[:, index] = value.view(1, -1, *([1] * (silenced.ndim - 2)))
+            view[:, index] = value.view(1, -1, *([1] * (silenced.ndim - 2)))
         else:
             silenced.view(silenced.shape[0], -1)[:, index] = value
         return silenced
@@ -83,8 +90,6 @@ def embeddings(
     model: LoadedModel, embedding_path: str, stimuli: StimulusSet, *, batch_size: int, device: torch.device | str
 ) -> np.ndarray:
     """N × D float64 embedding of every stimulus (the module ``embedding_path``'s output, flattened)."""
-    from netfloc.api import stream_layers
-
     rows = np.zeros((stimuli.n_images, 0))
     for outputs, indices, _ in stream_layers(
         model, {"embedding": embedding_path}, stimuli, batch_size=batch_size, device=device, progress=False
@@ -134,14 +139,17 @@ def lesion_experiment(
     Returns a tidy table: model, layer, lesioned_category, condition (``intact``, ``selective`` or
     ``random``), seed (random lesions; −1 otherwise), n_lesioned, category, accuracy, drop (intact − accuracy).
     """
-    from netfloc.api import resolve_device
-
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     entry = _model_entry(info, model, run_dir)
     result = _layer_result(run_dir, entry, layer)
     if category not in result.categories:
         raise NetflocError(f"category {category!r} is not in run {run_dir}; categories: {', '.join(result.categories)}")
+    if info.get("settings", {}).get("tokens", "all") != "all":
+        raise NetflocError(
+            f"run {run_dir} recorded only some tokens (--tokens {info['settings']['tokens']}); lesions need a run "
+            "made with --tokens all"
+        )
     k = result.categories.index(category)
     selected = np.flatnonzero(result.selective[k])
     if not len(selected):
@@ -161,9 +169,11 @@ def lesion_experiment(
     torch_device = resolve_device(device)
     grand_mean = (result.count[:, None] * result.mean.astype(np.float64)).sum(axis=0) / result.count.sum()
 
+    layout = entry["layers"][layer].get("layout", "NCHW")
+
     def target(indices: np.ndarray) -> LesionTarget:
         values = grand_mean[indices] if mode == "mean" else np.zeros(len(indices))
-        return LesionTarget(result.module_path, result.units, indices, values)
+        return LesionTarget(result.module_path, result.units, indices, values, layout)
 
     def embed() -> np.ndarray:
         return embeddings(loaded, embedding_path, stimulus_set, batch_size=batch_size, device=torch_device)
@@ -235,7 +245,7 @@ def _layer_result(run_dir: Path, entry: dict, layer: str) -> LayerResult:
         raise NetflocError(
             f"layer {layer!r} was not recorded for {entry['name']} in {run_dir}; recorded: {', '.join(entry['layers'])}"
         )
-    return LayerResult.load(layer_file(run_dir, entry["name"], layer))
+    return LayerResult.load(layer_file(run_dir, entry["name"], layer, run_dir / RUN_FILE))
 
 
 def _stimuli_of_run(info: dict, override: str | Path | None, categories: list[str]) -> StimulusSet:

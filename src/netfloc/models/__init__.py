@@ -6,7 +6,7 @@ Built-in names (``netfloc models`` lists them) and spec prefixes are registered 
 from netfloc.models.base import LoadedModel
 from netfloc.models.efficientnet_lite import load_efficientnet_lite0
 from netfloc.models.registry import BUILTINS, Builtin, load_model, register_builtin, register_prefix
-from netfloc.models.study import load_clip_rn50, load_resnet50
+from netfloc.models.resnet_clip import load_clip_rn50, load_resnet50
 from netfloc.models.zoo import load_open_clip, load_timm
 
 register_builtin(

@@ -2,7 +2,7 @@
 
 timm (Wightman, pytorch-image-models) is optional (``pip install netfloc[timm]``); its default layers come
 from ``model.feature_info`` (the top-level stages timm itself exposes for feature extraction). open_clip
-``RN*`` encoders get the matched ResNet catalog of :mod:`netfloc.models.study`; other open_clip encoders
+``RN*`` encoders get the matched ResNet catalog of :mod:`netfloc.models.resnet_clip`; other open_clip encoders
 (ViTs) default to their transformer blocks. Pretrained weights download once into the Hugging Face cache.
 """
 
@@ -18,7 +18,7 @@ from torch import nn
 from netfloc.errors import NetflocError, first_line
 from netfloc.models.base import LoadedModel, module_catalog, state_dict_sha256, top_level_preset
 from netfloc.models.checkpoints import file_sha256, load_into, load_state_dict_file
-from netfloc.models.study import download_clip_weights, load_clip_resnet, visual_state_dict
+from netfloc.models.resnet_clip import download_clip_weights, load_clip_resnet, visual_state_dict
 from netfloc.models.torchvision_zoo import build_seeded, is_checkpoint_path
 
 

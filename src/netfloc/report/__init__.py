@@ -5,6 +5,6 @@ folder first. :func:`model_colors` gives every model its colour in all figures.
 """
 
 from netfloc.report.build import compare_runs, write_report
-from netfloc.report.figures import model_colors
+from netfloc.report.style import model_colors
 
 __all__ = ["compare_runs", "model_colors", "write_report"]

@@ -31,31 +31,31 @@ from typing import Any
 
 import pandas as pd
 
-from netfloc import __version__
+from netfloc.analysis import run_tables as rt
 from netfloc.analysis import tables as tb
-from netfloc.analysis.lesion import LESION_DIR
-from netfloc.api import LocalizerResult
 from netfloc.errors import NetflocError
 from netfloc.files import atomic_directory
-from netfloc.report.figures import make_control_figures, make_figures
+from netfloc.report.control_figures import make_control_figures
+from netfloc.report.figures import make_figures
 from netfloc.report.findings import findings
 from netfloc.report.html import check_html, control_sections, render_report
-from netfloc.results import RUN_FILE, SUMMARY_FILE, layer_file, read_run_info, write_json
+from netfloc.results import LocalizerResult
+from netfloc.results.run import (
+    LESION_DIR,
+    RUN_FILE,
+    SCHEMA_VERSION,
+    SUMMARY_FILE,
+    layer_file,
+    read_run_info,
+    table_file,
+    write_json,
+)
+from netfloc.version import __version__
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
 #: run.json keys copied to a merged folder when every run has the same value.
 SHARED_KEYS = ("versions", "stimuli", "settings", "seed", "device", "image_stats")
-
-
-def load_result(run_dir: Path) -> LocalizerResult:
-    """:meth:`LocalizerResult.load` with a clear error for an incomplete folder (no model is loaded)."""
-    try:
-        return LocalizerResult.load(run_dir)
-    except FileNotFoundError as error:
-        raise NetflocError(
-            f"results folder {run_dir} is incomplete: {error.filename} is missing; rerun `netfloc run` for it"
-        ) from None
 
 
 def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
@@ -65,19 +65,19 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
         run_dir: a results folder (``netfloc run --out`` or :func:`compare_runs`).
         result: the folder's result when already in memory; otherwise it is read from ``run_dir``.
             An optional ``consistency.csv`` in ``run_dir`` adds the consistency figures and table; the validity
-            controls (:func:`netfloc.analysis.tables.read_controls`) add their sections.
+            controls (:func:`netfloc.analysis.run_tables.read_controls`) add their sections.
     """
     run_dir = Path(run_dir)
     if result is None:
-        result = load_result(run_dir)
+        result = LocalizerResult.load(run_dir)
     elif not run_dir.is_dir():
         raise NetflocError(f"results folder {run_dir} does not exist; save the result there first")
     if not result.layers:
         raise NetflocError(f"results folder {run_dir} holds no layers; rerun `netfloc run` with --layers")
-    consistency = tb.read_consistency(run_dir)
+    consistency = rt.read_consistency(run_dir)
     tables = tb.all_tables(result)
-    summary = tb.consistency_summary(consistency) if consistency is not None else None
-    controls = tb.read_controls(result, run_dir, tables["specificity"])
+    summary = rt.consistency_summary(consistency) if consistency is not None else None
+    controls = rt.read_controls(result, run_dir, tables["specificity"])
     written = tables | {
         name: frame
         for name, frame in zip(CONTROL_TABLES, (controls.crossval, controls.baseline), strict=True)
@@ -174,12 +174,9 @@ def _merge_run_tables(dirs: list[Path], infos: list[dict[str, Any]], staging: Pa
     it, into ``staging/<name>.csv``; returns the table names."""
     names = list(dict.fromkeys(name for info in infos for name in info.get("tables", [])))
     for name in names:
-        frames = [
-            pd.read_csv(run_dir / f"{name}.csv", keep_default_na=False, na_values=[""])
-            for run_dir in dirs
-            if (run_dir / f"{name}.csv").is_file()
-        ]
-        pd.concat(frames, ignore_index=True).to_csv(staging / f"{name}.csv", index=False)
+        paths = [table_file(run_dir, name) for run_dir in dirs]
+        frames = [pd.read_csv(path, keep_default_na=False, na_values=[""]) for path in paths if path.is_file()]
+        pd.concat(frames, ignore_index=True).to_csv(table_file(staging, name), index=False)
     return names
 
 
@@ -227,6 +224,7 @@ def _concatenate_csv(paths: list[Path]) -> str:
 
 def _merged_run_info(dirs: list[Path], infos: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "netfloc_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "models": [model for info in infos for model in info["models"]],

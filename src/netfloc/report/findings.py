@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from netfloc.analysis import run_tables as rt
 from netfloc.analysis import tables as tb
-from netfloc.api import LocalizerResult
+from netfloc.results import LocalizerResult
 
 #: Significance level of the report's sentences (two-sided, uncorrected).
 ALPHA = 0.05
@@ -183,25 +184,28 @@ def crossval_findings(result: LocalizerResult, crossval: pd.DataFrame) -> list[s
 
 
 def null_warnings(null_summary: pd.DataFrame) -> list[str]:
-    """One warning per model × layer whose mean proportion of units selective under permuted labels exceeds α."""
+    """One warning per model × layer whose family-wise null rate is significantly above α (its one-sided 95%
+    Clopper–Pearson lower bound exceeds α: FDR control has failed there)."""
     return [
-        f"Null control failed for {row.model} {row.layer}: with permuted category labels "
-        f"{percent(row.null_proportion_mean)} of its units are called selective on average (max "
-        f"{percent(row.null_proportion_max)}), above α = {row.alpha:g}; its selective units are not trustworthy."
+        f"Null control failed for {row.model} {row.layer}: with permuted category labels, "
+        f"{percent(row.familywise_rate)} of the permutation × category cells have at least one selective unit "
+        f"(95% upper bound {percent(row.familywise_ci_high)}), significantly above α = {row.alpha:g}; FDR control "
+        "fails there and its selective units are not trustworthy."
         for row in null_summary[null_summary["exceeds_alpha"].astype(bool)].itertuples(index=False)
     ]
 
 
 def null_findings(null_summary: pd.DataFrame) -> list[str]:
-    """:func:`null_warnings`, or one sentence that every layer stays below α (with the largest null rate)."""
+    """:func:`null_warnings`, or one sentence that no layer's family-wise rate exceeds α (with the largest)."""
     warnings = null_warnings(null_summary)
     if warnings or null_summary.empty:
         return warnings
-    worst = null_summary.loc[null_summary["null_proportion_mean"].idxmax()]
+    worst = null_summary.loc[null_summary["familywise_rate"].idxmax()]
     return [
-        f"Null control: with permuted category labels at most {percent(worst['null_proportion_mean'])} of a "
-        f"layer's units are called selective on average ({worst['model']} {worst['layer']}), below "
-        f"α = {worst['alpha']:g} in all {len(null_summary)} model × layer combinations."
+        f"Null control: with permuted category labels, at most {percent(worst['familywise_rate'])} of a layer's "
+        f"permutation × category cells have any selective unit ({worst['model']} {worst['layer']}, 95% upper "
+        f"bound {percent(worst['familywise_ci_high'])}); no layer is significantly above α = {worst['alpha']:g} "
+        f"in all {len(null_summary)} model × layer combinations."
     ]
 
 
@@ -266,11 +270,11 @@ def findings(
     result: LocalizerResult,
     tables: dict[str, pd.DataFrame],
     consistency_summary: pd.DataFrame | None = None,
-    controls: tb.Controls | None = None,
+    controls: rt.Controls | None = None,
 ) -> list[str]:
     """Every summary sentence, in report order: cautions and null-control warnings first. A trained model and
     its random-weight baseline are compared in the baseline sentences only, not again among all models."""
-    controls = controls or tb.Controls()
+    controls = controls or rt.Controls()
     baselines = {untrained for _, untrained in tb.baseline_pairs(result.models)}
     comparison, tests = tables["comparison"], tables["specificity_tests"]
 

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from netfloc.analysis import tables as tb
-from netfloc.analysis.lesion import LESION_DIR
-from netfloc.report.figures import FigureFile
+from netfloc.analysis import run_tables as rt
 from netfloc.report.findings import null_warnings
+from netfloc.report.style import FigureFile
+from netfloc.results.run import LESION_DIR
 
 #: Elements without an end tag (HTML Living Standard, "void elements").
 VOID_ELEMENTS = frozenset(
@@ -53,7 +53,7 @@ TABLE_TITLES = {
     "comparison": "Proportions compared between models (two-proportion z test)",
     "consistency_summary": "Representational consistency across layers (mean off-diagonal Spearman ρ)",
     "crossval_summary": "Cross-validated localizer: replication, and held-out vs in-sample CSI and d′",
-    "null_summary": "Null control: proportion of units selective under permuted labels",
+    "null_summary": "Null control: family-wise rate of selective units under permuted labels",
     "baseline_comparison": "Trained vs random weights (two-proportion z test; a: trained, b: random weights)",
 }
 #: Anchor, title and introduction of each validity-control section, in report order.
@@ -67,8 +67,8 @@ CONTROL_SECTIONS = {
     "null": (
         "Null control",
         "The whole selection is rerun with the category labels permuted across images. Without category "
-        "information the proportion of units called selective should stay below α; a layer above it has an "
-        "uncontrolled false-positive rate.",
+        "information FDR control promises that the chance of any selective unit in a (permutation, category) "
+        "cell is at most α; a layer whose family-wise rate is significantly above α has lost that control.",
     ),
     "baseline": (
         "Trained vs untrained",
@@ -182,7 +182,7 @@ def warning_box(warnings: Sequence[str]) -> str:
     return f'<div class="warning" role="alert"><strong>Warning</strong><ul>{items}</ul></div>'
 
 
-def control_sections(controls: tb.Controls, figures: dict[str, list[FigureFile]]) -> list[Section]:
+def control_sections(controls: rt.Controls, figures: dict[str, list[FigureFile]]) -> list[Section]:
     """The sections of the validity controls present in ``controls``, with their figures (by section anchor,
     from :func:`netfloc.report.figures.make_control_figures`); the null section warns of every model × layer
     whose null rate exceeds α."""

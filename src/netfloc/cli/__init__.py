@@ -1,20 +1,21 @@
-"""The ``netfloc`` command line: a thin layer over :mod:`netfloc.api`."""
+"""The ``netfloc`` command line: a thin layer over the Python API.
+
+Heavy modules (torch, the model zoo, pandas, matplotlib) are imported inside the command that needs them, so
+``netfloc --help`` and argument errors are instant.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from netfloc.config import load_config, merge_options, split_list
+from netfloc.cli.common import err_console, out_console, user_errors
+from netfloc.cli.config import load_config, merge_options, split_list
+from netfloc.cli.stimuli import app as stimuli_app
 from netfloc.errors import NetflocError
-from netfloc.stimuli.cli import app as stimuli_app
 
 app = typer.Typer(
     help="Functional localizers for deep networks: find category-selective units like fMRI localizers do.",
@@ -23,21 +24,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(stimuli_app, name="stimuli", help="Fetch, build, scramble and inspect stimulus sets.")
-out_console = Console()
-err_console = Console(stderr=True)
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn :class:`NetflocError` into one line on stderr and exit status 2."""
-    try:
-        yield
-    except NetflocError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err_console.print("interrupted; no results were written")
-        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -47,7 +33,10 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Results folder to create.")] = None,
     layers: Annotated[str | None, typer.Option(help="Comma-separated layer names or presets.")] = None,
     categories: Annotated[str | None, typer.Option(help="Comma-separated categories, in order.")] = None,
-    units: Annotated[str | None, typer.Option(help="element (default) | channel (spatial mean).")] = None,
+    units: Annotated[str | None, typer.Option(help="element (default) | channel (spatial or token mean).")] = None,
+    tokens: Annotated[
+        str | None, typer.Option(help="Token layers: all (default) | patch (no class token) | cls tokens.")
+    ] = None,
     test: Annotated[str | None, typer.Option(help="welch (default) | student.")] = None,
     fdr: Annotated[str | None, typer.Option(help="by (Benjamini-Yekutieli, default) | bh.")] = None,
     alpha: Annotated[float | None, typer.Option(help="FDR level (default 0.05).")] = None,
@@ -55,6 +44,9 @@ def run(
     top_percent: Annotated[float | None, typer.Option(help="Percent of units for --rule top (default 1).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per forward pass (default 32).")] = None,
     device: Annotated[str | None, typer.Option(help="auto (default) | cpu | cuda.")] = None,
+    allow_tf32: Annotated[
+        bool | None, typer.Option("--allow-tf32/--no-allow-tf32", help="Let CUDA use TF32 (default off).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for random weights (default 0).")] = None,
     workers: Annotated[int | None, typer.Option(help="Image-loading worker processes (default 0).")] = None,
     skip_bad: Annotated[bool | None, typer.Option("--skip-bad/--no-skip-bad", help="Skip bad stimulus files.")] = None,
@@ -74,7 +66,7 @@ def run(
     config: Annotated[Path | None, typer.Option(help="TOML file with any of these options.")] = None,
 ) -> None:
     """Localize category-selective units of one or more models."""
-    from netfloc.api import localize
+    from netfloc.pipeline import localize
 
     with user_errors():
         flags = {
@@ -84,6 +76,7 @@ def run(
             "layers": split_list(layers),
             "categories": split_list(categories),
             "units": units,
+            "tokens": tokens,
             "test": test,
             "fdr": fdr,
             "alpha": alpha,
@@ -91,6 +84,7 @@ def run(
             "top_percent": top_percent,
             "batch_size": batch_size,
             "device": device,
+            "allow_tf32": allow_tf32,
             "seed": seed,
             "workers": workers,
             "skip_bad": skip_bad,
@@ -160,7 +154,7 @@ def study(
     force: Annotated[bool, typer.Option("--force", help="Replace existing outputs.")] = False,
 ) -> None:
     """The whole study: fLoc -> six categories -> resnet50 vs clip-rn50 -> every analysis -> report.html."""
-    from netfloc.study import STUDY_MODELS, run_study
+    from netfloc.pipeline.study import STUDY_MODELS, run_study
 
     with user_errors():
         results = run_study(
@@ -216,6 +210,8 @@ def lesion(
     seed: Annotated[int, typer.Option(help="Seed of the folds and random lesions.")] = 0,
 ) -> None:
     """Silence a layer's category-selective units; measure the drop in category decoding."""
+    import pandas as pd
+
     from netfloc.analysis.lesion import lesion_experiment, save_lesion
 
     with user_errors():
@@ -250,13 +246,14 @@ def layers(
     """
     from netfloc.models import load_model
     from netfloc.models.registry import random_spec
-    from netfloc.recording import describe_layers, unit_count
+    from netfloc.recording.layers import describe_layers
+    from netfloc.recording.units import unit_count
 
     with user_errors():
         loaded = load_model(model if ".py:" in model else random_spec(model), seed=seed)
         rows = describe_layers(loaded)
     table = Table(title=f"layers of {model} (architecture only; weights not loaded)")
-    for column in ("layer", "module", "type", "output shape", "units", "channels", "note"):
+    for column in ("layer", "module", "type", "output shape", "layout", "units", "channels", "note"):
         table.add_column(column)
     for row in rows:
         shape = "×".join(map(str, row.shape)) if row.shape else "-"
@@ -265,7 +262,7 @@ def layers(
         note = "" if row.capturable else ("never runs" if row.calls == 0 else f"runs {row.calls}× (not capturable)")
         if row.calls and row.shape is None:
             note = "output is not a tensor"
-        table.add_row(row.name, row.module_path, row.module_type, shape, element, channel, note)
+        table.add_row(row.name, row.module_path, row.module_type, shape, row.layout or "-", element, channel, note)
     out_console.print(table)
     for preset, names in loaded.presets.items():
         marker = " (default)" if preset == loaded.default_preset else ""

@@ -10,10 +10,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from netfloc.api import localize
 from netfloc.errors import NetflocError
 from netfloc.files import check_destination
 from netfloc.models.torchvision_zoo import OFFLINE_ENV
+from netfloc.pipeline.runner import localize
 from netfloc.stimuli.build import MANIFEST_FILE, build_paper_set
 from netfloc.stimuli.floc import default_floc_dir, fetch_floc
 

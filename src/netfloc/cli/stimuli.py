@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from netfloc.cli.common import out_console, user_errors
 from netfloc.errors import NetflocError
-from netfloc.stimuli.build import build_paper_set
-from netfloc.stimuli.floc import fetch_floc, import_local
-from netfloc.stimuli.folder import load_stimulus_set
-from netfloc.stimuli.imagestats import MEASURES, category_image_stats
-from netfloc.stimuli.scramble import scramble_folder
 
 app = typer.Typer(
     help="Stimulus sets: fetch fLoc, build the paper's six categories, scramble images, image statistics.",
@@ -38,16 +31,6 @@ class Method(StrEnum):
     grid = "grid"
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Print a NetflocError as ``error: <message>`` on stderr and exit with status 2."""
-    try:
-        yield
-    except NetflocError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
 @app.command()
 def fetch(
     dataset: Annotated[Dataset, typer.Argument(help="Which stimulus set to fetch.")],
@@ -58,7 +41,9 @@ def fetch(
     base_url: Annotated[str | None, typer.Option(help="Mirror to download from instead of GitHub.")] = None,
 ) -> None:
     """Download fLoc (VPNL/fLoc at a pinned commit) and verify every file's SHA-256."""
-    with _user_errors():
+    from netfloc.stimuli.floc import fetch_floc, import_local
+
+    with user_errors():
         if from_dir is not None:
             import_local(from_dir, dest)
         else:
@@ -79,7 +64,9 @@ def build(
     force: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
 ) -> None:
     """Build faces, bodies, scenes, words, scrambled-scenes, scrambled-words from fLoc, with manifest.csv."""
-    with _user_errors():
+    from netfloc.stimuli.build import build_paper_set
+
+    with user_errors():
         manifest = build_paper_set(
             floc,
             out,
@@ -105,7 +92,9 @@ def scramble_cmd(
     force: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
 ) -> None:
     """Scramble every image of SRC into DEST."""
-    with _user_errors():
+    from netfloc.stimuli.scramble import scramble_folder
+
+    with user_errors():
         written = scramble_folder(src, dest, method.value, tile, seed, force=force, progress=True)
     typer.echo(f"wrote {len(written)} {method.value}-scrambled images to {dest}")
 
@@ -116,7 +105,10 @@ def stats(
     csv: Annotated[Path | None, typer.Option(help="Also write the table (category, measure, n, mean, std).")] = None,
 ) -> None:
     """Mean luminance, RMS contrast and radial spectral energy per category (mean ± std across images)."""
-    with _user_errors():
+    from netfloc.stimuli.folder import load_stimulus_set
+    from netfloc.stimuli.imagestats import MEASURES, category_image_stats
+
+    with user_errors():
         stimuli = load_stimulus_set(folder)
         table = category_image_stats(dict(zip(stimuli.categories, stimuli.files, strict=True)))
         if csv is not None:
@@ -136,4 +128,4 @@ def stats(
             f"{row.std:.4f}",
             end_section=row.measure == MEASURES[-1],
         )
-    Console().print(view)
+    out_console.print(view)

@@ -1,0 +1,175 @@
+"""The streaming image loader: one pass over the stimuli, one forward pass per batch, hooked layers out.
+
+Nothing is kept between batches: each batch's B×U copies are handed to the caller (the moment
+accumulators, or a second pass over selected units) and dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from netfloc.errors import NetflocError, first_line
+from netfloc.models import LoadedModel
+from netfloc.progress import track
+from netfloc.recording.hooks import LayerRecorder
+from netfloc.recording.layouts import TokensName, UnitsName
+from netfloc.stimuli import StimulusSet, read_image
+
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
+
+
+class ImageDataset(Dataset):
+    """(preprocessed image, category index, image index) for every stimulus."""
+
+    def __init__(self, items: list[tuple[Path, int]], model: LoadedModel) -> None:
+        self.items = items
+        self.model = model
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        path, category = self.items[index]
+        tensor = self.model.transform(read_image(path))
+        if not isinstance(tensor, torch.Tensor):
+            raise NetflocError(
+                f"the preprocessing of model {self.model.name} returned {type(tensor).__name__} for {path}; "
+                "a transform must return a C×H×W tensor"
+            )
+        return tensor, category, index
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise NetflocError("--device cuda was requested but no CUDA GPU is available; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise NetflocError(f"--device must be auto, cpu or cuda, not {device!r}")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def tf32_mode(allow: bool) -> Iterator[None]:
+    """Within the context, CUDA matmuls and cuDNN convolutions use TF32 only if ``allow`` (PyTorch turns TF32
+    on for cuDNN by default, which changes float32 results in the third decimal place on Ampere and newer)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def device_info(device: torch.device, allow_tf32: bool) -> dict[str, Any]:
+    """What run.json records of the device: its name, CUDA and cuDNN versions and the TF32 setting."""
+    info: dict[str, Any] = {"type": device.type, "name": "cpu", "cuda": None, "cudnn": None, "tf32": False}
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+        info["tf32"] = allow_tf32
+    return info
+
+
+def stream_layers(
+    model: LoadedModel,
+    layers: dict[str, str],
+    stimuli: StimulusSet,
+    *,
+    units: UnitsName = "element",
+    tokens: TokensName = "all",
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    workers: int = 0,
+    allow_tf32: bool = False,
+    progress: bool = True,
+    description: str = "recording",
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, LayerRecorder]]:
+    """One pass over the stimuli: per batch, {layer: B×U tensor on ``device``}, the images' indices and
+    the recorder (whose ``shapes`` and ``layouts`` describe the layer outputs)."""
+    loader = DataLoader(
+        ImageDataset(stimuli.items(), model),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=same_size_collate(model.name),
+    )
+    module = model.module.to(device)
+    with LayerRecorder(module, layers, units, tokens) as recorder, tf32_mode(allow_tf32):
+        batches = track(loader, f"{model.name}: {description}", total=len(loader), enabled=progress)
+        while True:
+            try:
+                images, _, indices = next(batches)
+            except StopIteration:
+                return
+            except NetflocError as error:
+                raise NetflocError(_worker_message(error)) from None
+            yield forward(recorder, images.to(device), model.name), indices, recorder
+
+
+def probe_shapes(
+    model: LoadedModel,
+    layers: dict[str, str],
+    stimuli: StimulusSet,
+    units: UnitsName = "element",
+    tokens: TokensName = "all",
+) -> dict[str, tuple[int, ...]]:
+    """The channel-major output shapes of ``layers``, from the first stimulus alone, so that memory can be
+    planned (and a model that cannot run on the stimuli refused) before the streaming pass."""
+    image = ImageDataset(stimuli.items()[:1], model)[0][0].unsqueeze(0)
+    with LayerRecorder(model.module, layers, units, tokens) as recorder:
+        forward(recorder, image, model.name)
+    return dict(recorder.shapes)
+
+
+def forward(recorder: LayerRecorder, images: torch.Tensor, model_name: str) -> dict[str, torch.Tensor]:
+    """Record one batch; running out of memory, or a model that fails on the images, is a one-line error."""
+    try:
+        return recorder.record(images)
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        raise NetflocError(out_of_memory_message(model_name, images.shape[0], first_line(error))) from None
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        reason = first_line(error)
+        if any(marker in reason.lower() for marker in _OUT_OF_MEMORY):
+            raise NetflocError(out_of_memory_message(model_name, images.shape[0], reason)) from None
+        raise NetflocError(
+            f"model {model_name} failed on images of shape {tuple(images.shape)}: {reason}; check that the "
+            "preprocessing gives the input the model expects"
+        ) from None
+
+
+def out_of_memory_message(model_name: str, batch_size: int, reason: str) -> str:
+    smaller = max(1, batch_size // 2)
+    return (
+        f"model {model_name} ran out of memory on a batch of {batch_size} images ({reason}); try --batch-size "
+        f"{smaller}, fewer layers, or --units channel"
+    )
+
+
+def same_size_collate(model_name: str) -> Callable[[list[tuple[torch.Tensor, int, int]]], Any]:
+    """``default_collate``, with a one-line error when preprocessing left images of different sizes."""
+
+    def collate(batch: list[tuple[torch.Tensor, int, int]]):
+        sizes = sorted({tuple(tensor.shape) for tensor, _, _ in batch})
+        if len(sizes) > 1:
+            raise NetflocError(
+                f"the preprocessing of model {model_name} gives images of different sizes ({sizes[0]} and "
+                f"{sizes[-1]}); use a transform that resizes and crops every image to one size"
+            )
+        return default_collate(batch)
+
+    return collate
+
+
+def _worker_message(error: NetflocError) -> str:
+    """The one-line message of an error raised in a DataLoader worker (which wraps it in a traceback)."""
+    lines = str(error).strip().splitlines()
+    return lines[-1].removeprefix("netfloc.errors.NetflocError: ") if len(lines) > 1 else str(error)
