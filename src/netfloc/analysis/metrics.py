@@ -6,17 +6,12 @@ returns when the formula is 0/0 (no units, no selective units, a constant respon
 cannot describe data at all (negative counts, ``successes > n``, shapes that do not match) raise
 :class:`ValueError`: they are bugs in the caller, not user input.
 
-Proportions
-    :func:`wilson_interval`, :func:`two_proportion_test`.
-Two samples of a unit property (e.g. CSI of two layers)
-    :func:`mann_whitney`.
-Where the selective units are
-    :func:`channel_counts`, :func:`fraction_channels_occupied`, :func:`normalized_entropy`, :func:`gini`,
-    :func:`spatial_density`, :func:`spatial_concentration`.
-Representational consistency across layers
-    :func:`rdm`, :func:`rdm_consistency`, :func:`mean_off_diagonal`.
-Which category the selective units prefer
-    :func:`preferred_category_table`, :func:`selective_but_prefers_other`.
+Proportions: :func:`wilson_interval`, :func:`two_proportion_test`. Two samples of a unit property (e.g. CSI of
+two layers): :func:`mann_whitney`. Where the selective units are: :func:`channel_counts`,
+:func:`fraction_channels_occupied`, :func:`normalized_entropy`, :func:`gini`, :func:`spatial_density`,
+:func:`spatial_concentration`. Representational consistency across layers: :func:`rdm`, :func:`rdm_consistency`,
+:func:`mean_off_diagonal`. Which category the selective units prefer: :func:`preferred_category_table`,
+:func:`selective_but_prefers_other`.
 """
 
 from __future__ import annotations

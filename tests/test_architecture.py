@@ -1,0 +1,102 @@
+"""The house rules: stages import one way, no cycles (imports inside functions included), small modules, and
+light entry points (``import netfloc.statistics`` and ``import netfloc.cli`` never load torch)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "netfloc"
+MAX_LINES = 400
+
+
+def module_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan 1972)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycle_counting_imports_inside_functions():
+    graph = grimp.build_graph("netfloc", include_external_packages=False)
+    assert "netfloc.pipeline.runner" in graph.modules
+    assert module_cycles(graph) == []
+
+
+def test_cycle_finder_sees_a_cycle():
+    graph = grimp.ImportGraph()
+    for module in ("a", "b", "c"):
+        graph.add_module(module)
+    graph.add_import(importer="a", imported="b")
+    graph.add_import(importer="b", imported="c")
+    graph.add_import(importer="c", imported="a")
+    assert module_cycles(graph) == [["a", "b", "c"]]
+
+
+def test_import_linter_layers_contract_is_kept():
+    linter = shutil.which("lint-imports")
+    if linter is None:
+        pytest.skip("import-linter is not installed")
+    done = subprocess.run([linter], cwd=SRC.parents[1], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "1 kept, 0 broken" in done.stdout
+
+
+def test_no_module_over_400_lines():
+    long = {
+        str(path.relative_to(SRC)): n
+        for path in SRC.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}
+
+
+@pytest.mark.parametrize("module", ["netfloc.statistics", "netfloc.cli", "netfloc"])
+def test_light_modules_do_not_import_torch(module):
+    code = f"import sys, {module}; print(sorted(m for m in ('torch', 'torchvision', 'matplotlib') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_help_is_instant_and_lists_every_command():
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from netfloc.cli import main; sys.argv = ['netfloc', '--help']; main()"],
+        capture_output=True,
+        text=True,
+    )
+    for command in ("run", "report", "compare", "study", "lesion", "layers", "models", "stimuli"):
+        assert command in done.stdout

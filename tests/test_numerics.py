@@ -1,0 +1,108 @@
+"""Numerics that could silently change results: float32 rounding of constant units, TF32, memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import netfloc.statistics as st
+from netfloc.errors import NetflocError
+from netfloc.moments.accumulator import MomentAccumulator
+from netfloc.moments.groupings import Grouping
+from netfloc.moments.stream import check_memory, moments_bytes
+from netfloc.recording.hooks import LayerRecorder
+from netfloc.recording.loader import device_info, forward, tf32_mode
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def constant_unit_moments(offset_ulps: float, jitter_ulps: int, seed: int = 0):
+    """A constant unit (3.7) as float32 layers give it when batches differ: category 0 computed with another
+    GEMM blocking (``offset_ulps`` higher), every image ± ``jitter_ulps`` ulps; plus a real unit (sd 0.1%)."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(3), 20)
+    base = 3.7 * (1 + EPS32 * (offset_ulps * (groups == 0) + rng.integers(-jitter_ulps, jitter_ulps + 1, 60)))
+    real = 3.7 * (1 + 1e-3 * rng.normal(size=60)) + 0.02 * (groups == 0)
+    values = np.stack([base.astype(np.float32).astype(np.float64), real], axis=1)
+    accumulator = MomentAccumulator(3, 2)
+    accumulator.update(torch.from_numpy(values), torch.from_numpy(groups))
+    return accumulator.numpy()
+
+
+def test_float32_jitter_of_a_constant_unit_is_never_a_difference():
+    found = st.selectivity(*constant_unit_moments(offset_ulps=2, jitter_ulps=1))
+    assert not found.selective[:, 0].any() and found.t_min[0, 0] == 0
+    assert found.selective[0, 1], "a real unit with a 0.1% spread is still tested"
+
+
+def test_the_old_tolerance_would_call_the_jitter_selective(monkeypatch):
+    monkeypatch.setattr(st, "ZERO_VARIANCE_RTOL", 1e-10)
+    found = st.selectivity(*constant_unit_moments(offset_ulps=2, jitter_ulps=1))
+    assert found.selective[0, 0], "without a float32-aware tolerance the rounding noise is a 'difference'"
+
+
+def test_tf32_is_off_while_recording_and_restored_after():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        with tf32_mode(False):
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.allow_tf32
+        with tf32_mode(True):
+            assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    assert device_info(torch.device("cpu"), allow_tf32=True) == {
+        "type": "cpu",
+        "name": "cpu",
+        "cuda": None,
+        "cudnn": None,
+        "tf32": False,
+    }
+
+
+def test_memory_plan_counts_every_grouping():
+    groupings = {"category": Grouping(np.zeros(4, int), 6), "folds": Grouping(np.zeros(4, int), 30)}
+    groupings |= {f"null{i}": Grouping(np.zeros(4, int), 6) for i in range(100)}
+    units = {"a": 1000, "b": 10}
+    expected = (6 + 30 + 600) * (16 * 1010 + 8 * 2) + 32 * (4 * 1010 + 8 * 1000)
+    assert moments_bytes(units, groupings, 32) == expected
+
+
+def test_memory_plan_refuses_what_does_not_fit(monkeypatch):
+    import netfloc.moments.stream as stream
+
+    monkeypatch.setattr(stream, "available_bytes", lambda device: 10**9)
+    groupings = {f"null{i}": Grouping(np.zeros(4, int), 6) for i in range(100)}
+    with pytest.raises(NetflocError) as error:
+        check_memory("rn50", {"layer1": 800_000, "layer2": 400_000}, groupings, 32, torch.device("cpu"))
+    message = str(error.value)
+    assert "rn50" in message and "--null" in message and "--batch-size" in message and "\n" not in message
+    assert check_memory("rn50", {"layer1": 100}, groupings, 32, torch.device("cpu")) > 0
+
+
+class Exhausted(nn.Module):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.layer = nn.Identity()
+        self.error = error
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.layer(x)
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 GB"),
+    ],
+)
+def test_running_out_of_memory_is_reported_as_such(error):
+    with LayerRecorder(Exhausted(error), {"layer": "layer"}) as recorder, pytest.raises(NetflocError) as raised:
+        forward(recorder, torch.zeros(32, 3), "m")
+    message = str(raised.value)
+    assert "ran out of memory" in message and "--batch-size 16" in message and "preprocessing" not in message
