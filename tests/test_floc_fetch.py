@@ -7,20 +7,22 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from logging.handlers import BufferingHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
+import pooch
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from netfloc.cli.stimuli import app
 from netfloc.errors import NetflocError
+from netfloc.stimuli import floc
 from netfloc.stimuli.floc import (
     CACHE_ENV,
     FLOC_COMMIT,
-    LOCK_NAME,
     cache_dir,
     default_floc_dir,
     fetch_floc,
@@ -38,18 +40,18 @@ NAMES = ["adult/adult-1.jpg", "adult/adult-2.jpg", "body/body-1.jpg", "body/body
 class ServerState:
     root: Path
     corrupt: set[str] = field(default_factory=set)
-    truncate_once: set[str] = field(default_factory=set)
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    cut: set[str] = field(default_factory=set)
+    requests: list[str] = field(default_factory=list)
 
 
 def make_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        """Serves ``state.root`` with Range support, wrong bytes for ``corrupt`` files, and a cut-short first
-        response for ``truncate_once`` files (full Content-Length, half the body, connection closed)."""
+        """Serves ``state.root``, with wrong bytes for ``corrupt`` files and a cut-short response for ``cut``
+        files (full Content-Length, half the body, connection closed); records every requested path."""
 
         def do_GET(self) -> None:
             rel = unquote(urlsplit(self.path).path).lstrip("/")
-            state.requests.append((rel, self.headers.get("Range")))
+            state.requests.append(rel)
             path = state.root / rel
             if not path.is_file():
                 self.send_error(404)
@@ -57,18 +59,12 @@ def make_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             data = path.read_bytes()
             if any(rel.endswith(name) for name in state.corrupt):
                 data = bytes(255 - b for b in data)
-            start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-")) if "Range" in self.headers else 0
-            body = data[start:]
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            cut = next((name for name in state.truncate_once if rel.endswith(name)), None)
-            if cut is not None:
-                state.truncate_once.discard(cut)
-                body = body[: len(body) // 2]
-            self.wfile.write(body)
+            if any(rel.endswith(name) for name in state.cut):
+                data = data[: len(data) // 2]
+            self.wfile.write(data)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -105,50 +101,63 @@ def fetch(url: str, state: ServerState, dest: Path, **kwargs) -> Path:
     return fetch_floc(dest, base_url=url, sums_file=state.root / "sums.txt", progress=False, timeout=5.0, **kwargs)
 
 
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
 def test_fetch_downloads_verifies_and_reuses(server, tmp_path, capsys):
     url, state = server
-    dest = fetch(url, state, tmp_path / "floc")
+    level, logged = pooch.get_logger().level, BufferingHandler(1000)  # pooch logs each download unless silenced
+    pooch.get_logger().addHandler(logged)
+    try:
+        dest = fetch(url, state, tmp_path / "floc")
+    finally:
+        pooch.get_logger().removeHandler(logged)
+    assert logged.buffer == [] and pooch.get_logger().level == level
     expected = read_sums(state.root / "sums.txt")
-    assert {
-        p.relative_to(dest).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in dest.rglob("*.jpg")
-    } == expected
-    assert not list(dest.rglob("*.part")) and not (dest / LOCK_NAME).exists()
+    assert files_in(dest) == sorted(NAMES)
+    assert {name: hashlib.sha256((dest / name).read_bytes()).hexdigest() for name in NAMES} == expected
+    assert state.requests == [f"stimuli/{name}" for name in NAMES]
     err = capsys.readouterr().err
-    assert "Stigliani" in err and "academic use" in err and "NOT verified" not in err
+    assert "Stigliani" in err and "academic use" in err and "5 files verified" in err
     state.requests.clear()
     fetch(url, state, dest)
     assert state.requests == []
+    (dest / "adult/adult-2.jpg").write_bytes(b"tampered")
+    fetch(url, state, dest)
+    assert state.requests == ["stimuli/adult/adult-2.jpg"]
+    assert hashlib.sha256((dest / "adult/adult-2.jpg").read_bytes()).hexdigest() == expected["adult/adult-2.jpg"]
 
 
-def test_fetch_refuses_wrong_content_after_retries(server, tmp_path):
+@pytest.mark.parametrize("retries", [0, 1])
+def test_wrong_hash_is_a_one_line_error_after_the_retries(server, tmp_path, retries):
     url, state = server
     state.corrupt.add("body/body-1.jpg")
-    with pytest.raises(NetflocError, match=r"body-1\.jpg .*SHA-256.*after up to 3 attempts"):
-        fetch(url, state, tmp_path / "floc", retries=2)
-    assert [rel for rel, _ in state.requests].count("stimuli/body/body-1.jpg") == 3
-    assert not (tmp_path / "floc/body/body-1.jpg").exists()
-    assert not (tmp_path / "floc/body/body-1.jpg.part").exists()
+    served = (state.root / "stimuli/body/body-1.jpg").read_bytes()
+    actual = hashlib.sha256(bytes(255 - b for b in served)).hexdigest()
+    with pytest.raises(NetflocError) as error:
+        fetch(url, state, tmp_path / "floc", retries=retries)
+    message = str(error.value)
+    assert "\n" not in message and f"body/body-1.jpg from {url}/body/body-1.jpg after {retries + 1} attempt" in message
+    assert read_sums(state.root / "sums.txt")["body/body-1.jpg"] in message and actual in message
+    assert "run the fetch again" in message and "--from DIR" in message
+    assert state.requests.count("stimuli/body/body-1.jpg") == retries + 1
+    assert files_in(tmp_path / "floc") == ["adult/adult-1.jpg", "adult/adult-2.jpg"]
 
 
-def test_fetch_resumes_an_interrupted_transfer(server, tmp_path):
+def test_interrupted_fetch_completes_on_rerun_fetching_only_missing_files(server, tmp_path):
     url, state = server
-    state.truncate_once.add("adult/adult-2.jpg")
-    dest = fetch(url, state, tmp_path / "floc")
-    size = (state.root / "stimuli/adult/adult-2.jpg").stat().st_size
-    tries = [rng for rel, rng in state.requests if rel == "stimuli/adult/adult-2.jpg"]
-    assert tries == [None, f"bytes={size // 2}-"]
-    assert (dest / "adult/adult-2.jpg").read_bytes() == (state.root / "stimuli/adult/adult-2.jpg").read_bytes()
-
-
-def test_fetch_resumes_a_part_file_left_by_an_earlier_run(server, tmp_path):
-    url, state = server
-    original = (state.root / "stimuli/word/word-1.jpg").read_bytes()
-    part = tmp_path / "floc/word/word-1.jpg.part"
-    part.parent.mkdir(parents=True)
-    part.write_bytes(original[:100])
-    fetch(url, state, tmp_path / "floc")
-    assert ("stimuli/word/word-1.jpg", "bytes=100-") in state.requests
-    assert (tmp_path / "floc/word/word-1.jpg").read_bytes() == original
+    state.cut.add("body/body-1.jpg")
+    with pytest.raises(NetflocError, match=r"could not fetch fLoc body/body-1\.jpg .* after 1 attempt"):
+        fetch(url, state, tmp_path / "floc", retries=0)
+    assert state.requests == [f"stimuli/{name}" for name in NAMES[:3]]
+    assert files_in(tmp_path / "floc") == NAMES[:2]  # no partial file under any name
+    state.cut.clear()
+    state.requests.clear()
+    dest = fetch(url, state, tmp_path / "floc", retries=0)
+    assert state.requests == [f"stimuli/{name}" for name in NAMES[2:]]
+    assert files_in(dest) == sorted(NAMES)
+    assert (dest / "body/body-1.jpg").read_bytes() == (state.root / "stimuli/body/body-1.jpg").read_bytes()
 
 
 @pytest.mark.parametrize("bad", ["../x.jpg", "adult/../../x.jpg", "/tmp/x.jpg", "adult\\..\\x.jpg"])
@@ -162,24 +171,15 @@ def test_paths_escaping_the_destination_are_refused(server, tmp_path, bad):
     assert state.requests == [] and not (tmp_path / "x.jpg").exists()
 
 
-def test_unpinned_files_are_trusted_on_first_use_then_verified(server, tmp_path, capsys):
+def test_files_without_a_shipped_sum_are_refused(server, tmp_path):
     url, state = server
-    empty = tmp_path / "empty-sums.txt"
-    empty.write_text("")
-    dest = fetch_floc(tmp_path / "floc", base_url=url, sums_file=empty, names=NAMES, progress=False)
-    assert "NOT verified" in capsys.readouterr().err
-    assert read_sums(dest / LOCK_NAME) == read_sums(state.root / "sums.txt")
-    (dest / "adult/adult-1.jpg").write_bytes(b"tampered")
-    fetch_floc(dest, base_url=url, sums_file=empty, names=NAMES, progress=False)
-    assert "does not match" in capsys.readouterr().err
-    assert (
-        read_sums(dest / LOCK_NAME)["adult/adult-1.jpg"]
-        == hashlib.sha256((dest / "adult/adult-1.jpg").read_bytes()).hexdigest()
-    )
-    (dest / "body/body-2.jpg").unlink()
-    state.corrupt.add("body/body-2.jpg")
-    with pytest.raises(NetflocError, match="body-2"):
-        fetch_floc(dest, base_url=url, sums_file=empty, names=NAMES, progress=False, retries=0)
+    partial = tmp_path / "partial-sums.txt"
+    partial.write_text("".join(line for line in (state.root / "sums.txt").open() if "word-1" not in line))
+    with pytest.raises(NetflocError, match=r"no SHA-256 for 1 of 5 requested files \(first: word/word-1\.jpg\)"):
+        fetch_floc(tmp_path / "floc", base_url=url, sums_file=partial, names=NAMES, progress=False)
+    with pytest.raises(NetflocError, match="no SHA-256 for 1 of 5"):
+        import_local(state.root, tmp_path / "copy", sums_file=partial, names=NAMES, progress=False)
+    assert state.requests == [] and not (tmp_path / "floc").exists() and not (tmp_path / "copy").exists()
 
 
 def test_bad_sums_file_and_unreachable_server(tmp_path):
@@ -187,9 +187,15 @@ def test_bad_sums_file_and_unreachable_server(tmp_path):
     sums.write_text("not-a-hash  adult/adult-1.jpg\n")
     with pytest.raises(NetflocError, match=r"sums\.txt:1"):
         read_sums(sums)
+    sums.write_text("# nothing\n")
+    with pytest.raises(NetflocError, match="lists no files"):
+        fetch_floc(tmp_path / "floc", sums_file=sums, progress=False)
     sums.write_text(f"{'a' * 64}  adult/adult-1.jpg\n")
-    with pytest.raises(NetflocError, match=r"could not fetch .*(HTTP|transfer failed)"):
-        fetch_floc(tmp_path / "floc", base_url="http://127.0.0.1:9/none", sums_file=sums, progress=False, timeout=2)
+    with pytest.raises(
+        NetflocError, match=r"could not fetch fLoc adult/adult-1\.jpg from http://127\.0\.0\.1:9/"
+    ) as error:
+        fetch_floc(tmp_path / "floc", base_url="http://127.0.0.1:9/none", sums_file=sums, progress=False, retries=0)
+    assert "\n" not in str(error.value)
 
 
 def test_import_local_verifies_and_copies(server, tmp_path):
@@ -224,6 +230,27 @@ def test_cache_dir_honours_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     assert cache_dir() == tmp_path / "cache"
     assert default_floc_dir() == tmp_path / "cache" / f"floc-{FLOC_COMMIT[:12]}"
+
+
+def test_cli_fetch_into_the_cache_and_one_line_errors(server, monkeypatch, tmp_path):
+    url, state = server
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(floc, "packaged_floc_sums", lambda: read_sums(state.root / "sums.txt"))
+    monkeypatch.setattr(floc, "floc_file_names", lambda: NAMES)
+    result = CliRunner().invoke(app, ["fetch", "floc", "--base-url", url])
+    assert result.exit_code == 0, result.output
+    assert files_in(tmp_path / "cache" / f"floc-{FLOC_COMMIT[:12]}") == sorted(NAMES)
+    (tmp_path / "cache" / f"floc-{FLOC_COMMIT[:12]}" / "word/word-1.jpg").unlink()
+    state.corrupt.add("word/word-1.jpg")
+    state.requests.clear()
+    result = CliRunner().invoke(app, ["fetch", "floc", "--base-url", url])
+    assert result.exit_code == 2 and state.requests == ["stimuli/word/word-1.jpg"] * 3
+    lines = result.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("error: could not fetch fLoc word/word-1.jpg")
+        and "Traceback" not in result.output
+    )
 
 
 def test_cli_fetch_reports_errors(tmp_path):

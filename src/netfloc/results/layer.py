@@ -21,6 +21,7 @@ from netfloc.errors import NetflocError, first_line
 from netfloc.recording.units import unit_count
 from netfloc.statistics import SelectivitySettings, sample_variance, selectivity
 
+
 @dataclass
 class LayerResult:
     """Per-unit results of one layer of one model (K×U arrays unless noted)."""
