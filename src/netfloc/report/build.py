@@ -39,7 +39,7 @@ from netfloc.errors import NetflocError
 from netfloc.files import atomic_directory
 from netfloc.report.figures import make_control_figures, make_figures
 from netfloc.report.findings import findings
-from netfloc.report.html import check_html, control_sections, render_report
+from netfloc.report.html import control_sections, render_report
 from netfloc.results import RUN_FILE, SUMMARY_FILE, layer_file, read_run_info, write_json
 
 REPORT_FILE = "report.html"
@@ -100,7 +100,6 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
             figures,
             control_sections(controls, control_figures),
         )
-        check_html(document)
         (staging / REPORT_FILE).write_text(document, encoding="utf-8")
         _publish(staging, run_dir, [f"{name}.csv" for name in written])
     finally:
