@@ -1,7 +1,10 @@
-"""Shared fixtures: small stimulus folders written on the fly, and the fLoc folder when present."""
+"""Shared fixtures: small stimulus folders written on the fly, and the fLoc folder when present; a check that a
+report page closes every element it opens."""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,14 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 FLOC = REPO.parent / "shared" / "stimuli" / "floc"
+
+
+def assert_tags_balanced(document: str) -> None:
+    """Every element of an HTML page but ``<meta>`` and ``<img>`` is closed as often as it is opened (user text is
+    escaped, so each ``<`` left in the page is the template's markup)."""
+    found = re.findall(r"<(/?)([a-z][a-z0-9]*)\b", document)
+    opened = Counter(tag for close, tag in found if not close and tag not in ("meta", "img"))
+    assert opened == Counter(tag for close, tag in found if close)
 
 
 def write_noise_images(root: Path, counts: dict[str, int], size: int = 32, seed: int = 0) -> Path:

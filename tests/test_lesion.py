@@ -45,7 +45,7 @@ def test_lesion_hook_replaces_only_the_chosen_units():
 
 def test_lesioning_planted_units_drops_their_category_to_chance(planted_run):
     table = lesion_experiment(
-        planted_run, "patches", "faces", mode="zero", n_random=6, n_folds=3, embedding="units", device="cpu"
+        planted_run, "patches", "faces", model=SPEC, mode="zero", n_random=6, n_folds=3, embedding="units", device="cpu"
     )
     accuracy = table.pivot_table(index="category", columns="condition", values="accuracy", aggfunc="mean")
     assert (accuracy["intact"] >= 0.95).all()
@@ -59,7 +59,9 @@ def test_lesioning_planted_units_drops_their_category_to_chance(planted_run):
 
 
 def test_mean_lesion_and_errors(planted_run):
-    table = lesion_experiment(planted_run, "patches", "words", n_random=2, n_folds=3, embedding="units", device="cpu")
+    table = lesion_experiment(
+        planted_run, "patches", "words", model=SPEC, n_random=2, n_folds=3, embedding="units", device="cpu"
+    )
     summary = lesion_summary(table).set_index("category")
     assert summary.loc["words", "drop_selective"] >= summary.loc["words", "drop_random_mean"]
     with pytest.raises(NetflocError, match="not in run"):
@@ -74,7 +76,8 @@ def test_lesion_command_writes_tables(planted_run):
     from netfloc.cli import app
 
     args = ["lesion", str(planted_run), "--layer", "patches", "--category", "scenes", "--mode", "zero"]
-    result = CliRunner().invoke(app, [*args, "--embedding", "units", "--random-lesions", "2", "--folds", "3"])
+    options = ["--model", SPEC, "--embedding", "units", "--random-lesions", "2", "--folds", "3"]
+    result = CliRunner().invoke(app, [*args, *options])
     assert result.exit_code == 0, result.output
     files = sorted(p.name for p in (planted_run / "lesions").iterdir())
     assert files == ["planted_model-build__patches__scenes.csv", "planted_model-build__patches__scenes_summary.csv"]
@@ -82,7 +85,7 @@ def test_lesion_command_writes_tables(planted_run):
     assert bad.exit_code == 2 and "was not recorded" in bad.output
 
 
-def test_lesion_reloads_a_relative_file_spec_and_checks_the_weights(tmp_path, monkeypatch):
+def test_lesion_never_imports_a_file_named_by_the_run_and_checks_the_weights(tmp_path, monkeypatch):
     import json
 
     stimuli = write_planted_stimuli(tmp_path / "stimuli", per_category=9)
@@ -96,17 +99,24 @@ def test_lesion_reloads_a_relative_file_spec_and_checks_the_weights(tmp_path, mo
         progress=False,
     )
     monkeypatch.chdir(tmp_path)
-    table = lesion_experiment("run", "patches", "faces", mode="zero", n_random=2, n_folds=3, embedding="units")
+    with pytest.raises(NetflocError, match="never runs code named by a results folder") as error:
+        lesion_experiment("run", "patches", "faces", n_random=2, n_folds=3, embedding="units")
+    assert "--model planted_model-build=path/to/file.py:function" in str(error.value)
+    table = lesion_experiment(
+        "run", "patches", "faces", model=SPEC, mode="zero", n_random=2, n_folds=3, embedding="units"
+    )
     assert set(table.condition) == {"intact", "selective", "random"}
     with pytest.raises(NetflocError, match="--folds must lie between 2"):
-        lesion_experiment("run", "patches", "faces", n_folds=10, embedding="units")
+        lesion_experiment("run", "patches", "faces", model=SPEC, n_folds=10, embedding="units")
     with pytest.raises(NetflocError, match="--random-lesions must be at least 2"):
-        lesion_experiment("run", "patches", "faces", n_random=1, embedding="units")
+        lesion_experiment("run", "patches", "faces", model=SPEC, n_random=1, embedding="units")
+    with pytest.raises(NetflocError, match="has no model 'other'"):
+        lesion_experiment("run", "patches", "faces", model=f"other={SPEC}", n_random=2, embedding="units")
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     info["models"][0]["weights"]["state_sha256"] = "0" * 64
     (tmp_path / "run" / "run.json").write_text(json.dumps(info))
     with pytest.raises(NetflocError, match="state SHA-256 mismatch"):
-        lesion_experiment("run", "patches", "faces", n_random=2, n_folds=3, embedding="units")
+        lesion_experiment("run", "patches", "faces", model=SPEC, n_random=2, n_folds=3, embedding="units")
 
 
 def test_channel_lesion_of_token_outputs_silences_the_feature_axis():

@@ -22,10 +22,12 @@ from netfloc import NetflocError, localize
 from netfloc.analysis import tables as tb
 from netfloc.report import build as report_build
 from netfloc.report import compare_runs, model_colors, write_report
+from netfloc.report import html as report_html
 from netfloc.report.findings import findings
-from netfloc.report.html import check_html, render_report
+from netfloc.report.html import render_report
 from netfloc.results import LayerResult, LocalizerResult
 
+from .conftest import assert_tags_balanced
 from .planted_model import CATEGORIES, write_planted_stimuli
 
 SPEC = f"{Path(__file__).with_name('planted_model.py')}:build"
@@ -238,7 +240,7 @@ def test_report_writes_every_file_escapes_user_text_and_parses(synthetic, tmp_pa
         with Image.open(png) as image:
             assert min(image.info["dpi"]) >= 199, name
     document = html_path.read_text(encoding="utf-8")
-    check_html(document)
+    assert_tags_balanced(document)
     assert "<script" not in document.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in document
     assert "beta $1" in document and "Image statistics" in document
@@ -268,15 +270,23 @@ def test_single_model_has_no_comparisons_and_renders(synthetic):
     sentences = findings(alone, tables)
     assert len(sentences) == len(SYNTHETIC_CATEGORIES)
     assert sentences[0].startswith("faces-selective units: alpha has")
-    check_html(render_report(alone.run_info, sentences, tables, []))
+    assert_tags_balanced(render_report(alone.run_info, sentences, tables, []))
 
 
-def test_check_html_rejects_unbalanced_tags():
-    check_html("<!DOCTYPE html><html><body><p>a<br>b</p><img src='x'></body></html>")
-    with pytest.raises(ValueError, match="closes"):
-        check_html("<html><body><p>a</body></html>")
-    with pytest.raises(ValueError, match="unclosed"):
-        check_html("<html><body>")
+def test_the_template_escapes_names_and_would_leak_them_without_autoescape(synthetic, monkeypatch):
+    bold = "<b>x</b>"
+    layers = [LayerResult(**{**vars(layer), "categories": [bold, *layer.categories[1:]]}) for layer in synthetic.layers]
+    run_info = {**synthetic.run_info, "categories": [{"name": bold, "n_images": 10}]}
+    result = LocalizerResult(layers, run_info)
+    tables = tb.all_tables(result)
+    sentences = findings(result, tables)
+    assert any(sentence.startswith(f"{bold}-selective units") for sentence in sentences)
+    document = render_report(run_info, sentences, tables, [])
+    assert "&lt;b&gt;x&lt;/b&gt;-selective units" in document and bold not in document
+    assert_tags_balanced(document)
+    unescaped = report_html.ENVIRONMENT.overlay(autoescape=False)
+    monkeypatch.setattr(report_html, "ENVIRONMENT", unescaped)
+    assert f"<li>{bold}-selective units" in render_report(run_info, sentences, tables, [])
 
 
 def test_model_colors_are_stable_and_distinct():
@@ -316,7 +326,7 @@ def test_compare_runs_merges_and_reports_saved_runs_without_models(planted_runs,
     comparison = in_memory["comparison"]
     assert value(comparison, layer="units", category="faces", measure="proportion_a") > 0
     document = (merged / "report.html").read_text(encoding="utf-8")
-    check_html(document)
+    assert_tags_balanced(document)
     assert "faces-selective units vs" in document and "different stimulus sets" in document
     assert (merged / "figures" / "comparison.svg").is_file() and not (merged / "figures" / "density_maps.png").exists()
 

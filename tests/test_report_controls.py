@@ -18,10 +18,10 @@ from netfloc.analysis.lesion import lesion_experiment, save_lesion
 from netfloc.cli import app
 from netfloc.report import build as report_build
 from netfloc.report import model_colors, write_report
-from netfloc.report.html import check_html
 from netfloc.report.style import OKABE_ITO, model_linestyles
 from netfloc.results import LocalizerResult
 
+from .conftest import assert_tags_balanced
 from .planted_model import CATEGORIES, write_planted_stimuli
 
 SPEC = f"{Path(__file__).with_name('planted_model.py')}:build"
@@ -50,7 +50,9 @@ def control_run(tmp_path_factory) -> tuple[Path, str]:
         progress=False,
     )
     before = (run / "report.html").read_text(encoding="utf-8")
-    table = lesion_experiment(run, "patches", "faces", model="m", mode="zero", n_random=3, n_folds=3, embedding="units")
+    table = lesion_experiment(
+        run, "patches", "faces", model=f"m={SPEC}", mode="zero", n_random=3, n_folds=3, embedding="units"
+    )
     save_lesion(run, table)
     return run, before
 
@@ -76,7 +78,7 @@ def test_run_report_has_the_control_sections_and_the_lesion_comes_with_netfloc_r
     run, document = reported
     assert sections(before) == {"crossval", "null", "baseline"}
     assert sections(document) == set(SECTIONS)
-    check_html(document)
+    assert_tags_balanced(document)
     for name in CONTROL_FIGURES:
         assert (run / "figures" / f"{name}.png").is_file() and (run / "figures" / f"{name}.svg").is_file(), name
         assert f'id="figure-{name}"' in document, name
@@ -89,7 +91,7 @@ def test_run_report_has_the_control_sections_and_the_lesion_comes_with_netfloc_r
     assert "Held-out localizer (3 folds), m: 100.0% of the faces-selective units of units replicate" in document
     assert "Null control: with permuted category labels, at most" in document
     assert "Trained vs random weights in units, selective units of m vs m-random" in document
-    assert "Silencing the 1 faces-selective unit of m&#x27;s patches drops faces decoding by 100.0 points" in document
+    assert "Silencing the 1 faces-selective unit of m&#39;s patches drops faces decoding by 100.0 points" in document
     assert not list(run.glob(".report-tmp-*"))
 
 
@@ -175,7 +177,7 @@ def test_null_rate_above_alpha_is_flagged_visibly(reported, tmp_path, no_main_fi
         }
     )
     document = write_report(tmp_path, subset(run, {"null_summary": null_summary})).read_text(encoding="utf-8")
-    check_html(document)
+    assert_tags_balanced(document)
     assert sections(document) == {"null"}
     flagged = "Null control failed for m units: with permuted category labels, 12.0% of the permutation × category"
     findings, null_section = document.split('<section id="run">')[0], document.split('<section id="null">')[1]
@@ -189,7 +191,7 @@ def test_null_rate_above_alpha_is_flagged_visibly(reported, tmp_path, no_main_fi
 def test_absent_controls_add_no_section(reported, tmp_path, no_main_figures):
     run, _ = reported
     document = write_report(tmp_path, subset(run, {})).read_text(encoding="utf-8")
-    check_html(document)
+    assert_tags_balanced(document)
     assert sections(document) == set() and 'class="warning"' not in document
     assert not list((tmp_path / "figures").iterdir())
     assert not (tmp_path / "crossval_summary.csv").exists() and not (tmp_path / "baseline_comparison.csv").exists()

@@ -35,6 +35,7 @@ from torch import nn
 from netfloc.errors import NetflocError
 from netfloc.models import LoadedModel, load_model
 from netfloc.models.base import slugify
+from netfloc.models.registry import imports_code, labelled
 from netfloc.recording.loader import resolve_device, stream_layers
 from netfloc.results import LayerResult
 from netfloc.results.run import LESION_DIR, RUN_FILE, layer_file, read_run_info
@@ -141,7 +142,7 @@ def lesion_experiment(
     """
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
-    entry = _model_entry(info, model, run_dir)
+    entry, given_spec = _model_entry(info, model, run_dir)
     result = _layer_result(run_dir, entry, layer)
     if category not in result.categories:
         raise NetflocError(f"category {category!r} is not in run {run_dir}; categories: {', '.join(result.categories)}")
@@ -164,7 +165,7 @@ def lesion_experiment(
         raise NetflocError(
             f"--folds must lie between 2 and the smallest category's image count ({smallest}), not {n_folds}"
         )
-    loaded = _load_run_model(entry, info.get("seed", 0))
+    loaded = _load_run_model(entry, given_spec, info.get("seed", 0))
     embedding_path = _embedding_path(loaded, embedding)
     torch_device = resolve_device(device)
     grand_mean = (result.count[:, None] * result.mean.astype(np.float64)).sum(axis=0) / result.count.sum()
@@ -228,16 +229,20 @@ def lesion_summary(table: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def _model_entry(info: dict, model: str | None, run_dir: Path) -> dict:
+def _model_entry(info: dict, model: str | None, run_dir: Path) -> tuple[dict, str | None]:
+    """The run.json entry of the model to lesion and the spec the user gave for it (None: a label or nothing).
+
+    ``model`` is a label of the run, or a model spec whose label (``LABEL=`` or the default label) names one."""
     names = [entry["name"] for entry in info["models"]]
     if model is None:
         if len(names) > 1:
             raise NetflocError(f"run {run_dir} holds several models ({', '.join(names)}); choose one with --model")
-        return info["models"][0]
+        return info["models"][0], None
+    label, spec = (model, None) if model in names else (labelled(model)[0], model)
     for entry in info["models"]:
-        if entry["name"] == model:
-            return entry
-    raise NetflocError(f"run {run_dir} has no model {model!r}; models: {', '.join(names)}")
+        if entry["name"] == label:
+            return entry, spec
+    raise NetflocError(f"run {run_dir} has no model {label!r}; models: {', '.join(names)}")
 
 
 def _layer_result(run_dir: Path, entry: dict, layer: str) -> LayerResult:
@@ -259,16 +264,24 @@ def _stimuli_of_run(info: dict, override: str | Path | None, categories: list[st
     return stimuli
 
 
-def _load_run_model(entry: dict, seed: int) -> LoadedModel:
-    """The run's model, from the absolute file path for ``file.py:function`` specs, checked against the
-    state-dict SHA-256 recorded in the run."""
-    weights = entry.get("weights", {})
-    spec = entry["spec"]
-    if weights.get("source") == "file":
-        spec = f"{entry['name']}={weights['path']}:{weights['function']}"
+def _load_run_model(entry: dict, given: str | None, seed: int) -> LoadedModel:
+    """The run's model, from the spec the user gave or the one run.json records — never a Python file named by
+    run.json, since a results folder is untrusted — with its state-dict SHA-256 checked against the run's
+    before any layer is touched."""
+    spec = given or entry["spec"]
+    if given is None and imports_code(spec):
+        raise NetflocError(
+            f"model {entry['name']} of this run was built by Python code ({spec}); netfloc never runs code named "
+            f"by a results folder: pass it yourself with --model {entry['name']}=path/to/file.py:function"
+        )
+    expected = entry.get("weights", {}).get("state_sha256")
+    if not expected:
+        raise NetflocError(
+            f"run.json records no weights hash for {entry['name']}, so the lesioned model cannot be checked against "
+            "the run's; rerun `netfloc run`"
+        )
     model = load_model(spec, seed=seed)
-    expected = weights.get("state_sha256")
-    if expected and model.weights.get("state_sha256") != expected:
+    if model.weights.get("state_sha256") != expected:
         raise NetflocError(
             f"the weights of {entry['name']} ({spec}) differ from those of the run (state SHA-256 mismatch); "
             "restore the run's model file or checkpoint"

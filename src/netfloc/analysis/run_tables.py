@@ -23,7 +23,7 @@ from netfloc.analysis.consistency import CONSISTENCY_COLUMNS
 from netfloc.analysis.controls import NULL_SUMMARY_COLUMNS
 from netfloc.errors import NetflocError
 from netfloc.results import LocalizerResult
-from netfloc.results.run import LESION_DIR, table_file
+from netfloc.results.run import LESION_DIR, read_table, table_file
 
 CONSISTENCY_FILE = "consistency.csv"
 LESION_SUMMARY_COLUMNS = [
@@ -49,9 +49,7 @@ def read_consistency(run_dir: Path) -> pd.DataFrame | None:
     path = Path(run_dir) / CONSISTENCY_FILE
     if not path.is_file():
         return None
-    table = pd.read_csv(
-        path, dtype={column: str for column in ("model", "selection", "category", "layer_a", "layer_b")}
-    )
+    table = read_table(path, dtype={column: str for column in ("model", "selection", "category", "layer_a", "layer_b")})
     missing = [column for column in CONSISTENCY_COLUMNS if column not in table.columns]
     if missing:
         raise NetflocError(
@@ -138,7 +136,7 @@ def control_table(result: LocalizerResult, run_dir: Path, name: str, columns: li
     if name in result.tables:
         table = _checked(result.tables[name], path, columns)
     elif path.is_file():
-        table = _checked(pd.read_csv(path, dtype={column: str for column in NAME_COLUMNS}), path, columns)
+        table = _checked(read_table(path, dtype={column: str for column in NAME_COLUMNS}), path, columns)
     else:
         return None
     table = table[table["model"].isin(result.models)]
@@ -192,11 +190,11 @@ def read_lesions(run_dir: Path) -> dict[str, pd.DataFrame]:
     lesions = {}
     for path in sorted((Path(run_dir) / LESION_DIR).glob("*_summary.csv")):
         summary = _checked(
-            pd.read_csv(path, dtype={column: str for column in NAME_COLUMNS}), path, LESION_SUMMARY_COLUMNS
+            read_table(path, dtype={column: str for column in NAME_COLUMNS}), path, LESION_SUMMARY_COLUMNS
         )
         full = path.with_name(path.name.removesuffix("_summary.csv") + ".csv")
         if full.is_file():
-            table = pd.read_csv(full, dtype={column: str for column in NAME_COLUMNS})
+            table = read_table(full, dtype={column: str for column in NAME_COLUMNS})
             counts = table[table["condition"] == "selective"].groupby(keys, sort=False)["n_lesioned"].first()
             summary = summary.merge(counts.reset_index(), on=keys, how="left")
         else:

@@ -199,7 +199,10 @@ def lesion(
     run_dir: Annotated[Path, typer.Argument(help="Results folder of a netfloc run.")],
     layer: Annotated[str, typer.Option(help="Layer whose selective units are silenced.")],
     category: Annotated[str, typer.Option(help="Category whose selective units are silenced.")],
-    model: Annotated[str | None, typer.Option(help="Model label, when the run holds several.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="The run's model: its label, or LABEL=SPEC (required for models built from a .py file)."),
+    ] = None,
     mode: Annotated[str, typer.Option(help="mean (each unit's mean over all stimuli) | zero.")] = "mean",
     random_lesions: Annotated[int, typer.Option(help="Random lesions of the same size (seeds).")] = 5,
     folds: Annotated[int, typer.Option(help="Cross-validation folds of the decoder.")] = 5,

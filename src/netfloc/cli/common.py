@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from netfloc.errors import NetflocError
 
@@ -16,11 +17,12 @@ err_console = Console(stderr=True)
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn :class:`NetflocError` into one line on stderr and exit status 2."""
+    """Turn :class:`NetflocError` into one line on stderr and exit status 2 (the message is escaped: names from a
+    results folder or a file system must not be read as rich markup)."""
     try:
         yield
     except NetflocError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err_console.print("interrupted; no results were written")

@@ -80,6 +80,8 @@ def split_list(value: str | list[str] | tuple[str, ...] | None) -> list[str] | N
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a TOML config into run options (keys normalised to underscores, unknown keys rejected)."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise NetflocError(f"--config {path} is a folder; pass the TOML file itself (e.g. {path / 'netfloc.toml'})")
     if not path.is_file():
         raise NetflocError(f"config file {path} does not exist")
     try:
@@ -87,6 +89,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as error:
         raise NetflocError(f"config file {path} is not valid TOML: {error}") from None
     raw = raw.get("run", raw)
+    if not isinstance(raw, dict):
+        raise NetflocError(f"config file {path}: [run] must be a table of options, not {raw!r}")
     options = {key.replace("-", "_"): value for key, value in raw.items()}
     unknown = sorted(set(options) - set(RUN_DEFAULTS))
     if unknown:
@@ -94,11 +98,20 @@ def load_config(path: str | Path) -> dict[str, Any]:
             f"config file {path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(RUN_DEFAULTS)}"
         )
     for key, value in options.items():
-        options[key] = split_list(value) if key in LIST_KEYS else _checked(path, key, value)
+        options[key] = _checked_list(path, key, value) if key in LIST_KEYS else _checked(path, key, value)
     for key in PATH_KEYS:
         if key in options:
             options[key] = str(path.parent / Path(options[key]).expanduser())
     return options
+
+
+def _checked_list(path: Path, key: str, value: Any) -> list[str] | None:
+    """A list option (a string or a list of strings) split at commas, else a one-line error."""
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+        return split_list(value)
+    raise NetflocError(
+        f'config file {path}: {key} must be a string or a list of strings (e.g. {key} = ["a", "b"]), not {value!r}'
+    )
 
 
 def _checked(path: Path, key: str, value: Any) -> Any:

@@ -52,6 +52,11 @@ def labelled(spec: str) -> tuple[str, str]:
     return label or default_label(body), body
 
 
+def imports_code(spec: str) -> bool:
+    """Whether loading ``spec`` imports a Python file (``path/to/file.py:function``)."""
+    return ".py:" in labelled(spec)[1]
+
+
 def default_label(spec: str) -> str:
     """The output label of a spec without ``LABEL=``: ``torchvision:resnet50:random`` ->
     ``torchvision-resnet50-random``; checkpoint paths contribute their file stem."""

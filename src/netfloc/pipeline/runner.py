@@ -33,6 +33,7 @@ from netfloc.recording.layers import expand_layers
 from netfloc.recording.layouts import TokensName, UnitsName
 from netfloc.recording.loader import probe_shapes, resolve_device
 from netfloc.results import LayerResult, LocalizerResult
+from netfloc.results.run import results_folder_problem
 from netfloc.statistics import SelectivitySettings
 from netfloc.stimuli import StimulusSet, load_stimulus_set
 
@@ -98,7 +99,7 @@ def localize(
     check_options(units, tokens, batch_size, workers, cross_validate, null, baseline, rule)
     specs = _model_specs(models, baseline)
     if out is not None:
-        check_destination(Path(out), force)
+        check_destination(Path(out), force, results_folder_problem)
     options = RunOptions(
         units, tokens, batch_size, resolve_device(device), workers, seed, consistency, cross_validate, null,
         allow_tf32, progress,
@@ -132,7 +133,7 @@ def localize(
 def save_run(result: LocalizerResult, out: str | Path, force: bool = False, report: bool = False) -> Path:
     """Write ``result``'s folder atomically and, with ``report``, its tables, figures and ``report.html``."""
     out = Path(out)
-    with atomic_directory(out, force) as staging:
+    with atomic_directory(out, force, results_folder_problem) as staging:
         result.write(staging)
         if report:
             from netfloc.report import write_report

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from netfloc.errors import NetflocError
-from netfloc.files import check_destination
+from netfloc.files import check_destination, marker_owner
 from netfloc.models.torchvision_zoo import OFFLINE_ENV
 from netfloc.pipeline.runner import localize
+from netfloc.results.run import results_folder_problem
 from netfloc.stimuli.build import MANIFEST_FILE, build_paper_set
 from netfloc.stimuli.floc import default_floc_dir, fetch_floc
 
@@ -48,13 +49,13 @@ def run_study(
     """
     out = Path(out)
     results = out / "results"
-    check_destination(results, force)
+    check_destination(results, force, results_folder_problem)
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ[OFFLINE_ENV] = "1"
     if stimuli is None:
         built = out / "stimuli"
-        check_destination(built, force, marker=MANIFEST_FILE)
+        check_destination(built, force, marker_owner(MANIFEST_FILE))
         build_paper_set(_floc_folder(floc, offline), built, per_category, size, seed, force=force, progress=progress)
         stimuli = built
     localize(

@@ -38,15 +38,18 @@ from netfloc.files import atomic_directory
 from netfloc.report.control_figures import make_control_figures
 from netfloc.report.figures import make_figures
 from netfloc.report.findings import findings
-from netfloc.report.html import check_html, control_sections, render_report
+from netfloc.report.html import control_sections, render_report
 from netfloc.results import LocalizerResult
 from netfloc.results.run import (
     LESION_DIR,
+    REPORT_STAGING_PREFIX,
     RUN_FILE,
     SCHEMA_VERSION,
     SUMMARY_FILE,
     layer_file,
     read_run_info,
+    read_table,
+    results_folder_problem,
     table_file,
     write_json,
 )
@@ -83,7 +86,7 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
         for name, frame in zip(CONTROL_TABLES, (controls.crossval, controls.baseline), strict=True)
         if frame is not None
     }
-    staging = run_dir / f".report-tmp-{uuid.uuid4().hex[:8]}"
+    staging = run_dir / f"{REPORT_STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         for name, frame in written.items():
@@ -100,7 +103,6 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
             figures,
             control_sections(controls, control_figures),
         )
-        check_html(document)
         (staging / REPORT_FILE).write_text(document, encoding="utf-8")
         _publish(staging, run_dir, [f"{name}.csv" for name in written])
     finally:
@@ -151,7 +153,7 @@ def compare_runs(run_dirs: Sequence[Path], out: Path, force: bool = False) -> Pa
         raise NetflocError(f"--out {out} is one of the folders being compared; choose a new folder")
     infos = [read_run_info(run_dir) for run_dir in dirs]
     _check_mergeable(dirs, infos)
-    with atomic_directory(out, force) as staging:
+    with atomic_directory(out, force, results_folder_problem) as staging:
         for run_dir, info in zip(dirs, infos, strict=True):
             for model in info["models"]:
                 for layer in model["layers"]:
@@ -165,7 +167,7 @@ def compare_runs(run_dirs: Sequence[Path], out: Path, force: bool = False) -> Pa
         tables = _merge_run_tables(dirs, infos, staging)
         _copy_lesions(dirs, staging)
         write_json(staging / RUN_FILE, {**_merged_run_info(dirs, infos), "tables": tables})
-        write_report(staging)
+        write_report(staging, LocalizerResult.load(staging, staging=True))
     return out
 
 
@@ -175,7 +177,7 @@ def _merge_run_tables(dirs: list[Path], infos: list[dict[str, Any]], staging: Pa
     names = list(dict.fromkeys(name for info in infos for name in info.get("tables", [])))
     for name in names:
         paths = [table_file(run_dir, name) for run_dir in dirs]
-        frames = [pd.read_csv(path, keep_default_na=False, na_values=[""]) for path in paths if path.is_file()]
+        frames = [read_table(path, keep_default_na=False, na_values=[""]) for path in paths if path.is_file()]
         pd.concat(frames, ignore_index=True).to_csv(table_file(staging, name), index=False)
     return names
 
@@ -214,7 +216,10 @@ def _concatenate_csv(paths: list[Path]) -> str:
     for path in paths:
         if not path.is_file():
             raise NetflocError(f"results folder {path.parent} is incomplete: {path.name} is missing")
-        first, _, rest = path.read_text().partition("\n")
+        try:
+            first, _, rest = path.read_text(encoding="utf-8").partition("\n")
+        except UnicodeDecodeError:
+            raise NetflocError(f"{path} is not a text CSV table; rerun `netfloc run` for {path.parent}") from None
         if header is not None and first != header:
             raise NetflocError(f"{path} has columns {first!r}, not {header!r}; were the runs made by one netfloc?")
         header = first

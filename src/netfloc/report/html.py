@@ -1,8 +1,8 @@
-"""``report.html``: one self-contained page (figures embedded as base64 PNG, no external resources).
+"""``report.html``: one self-contained page (inline CSS, figures embedded as base64 PNG, no external resources).
 
-Every piece of text that comes from the user or the run (model, layer and category names, paths, specs,
-settings) goes through :func:`html.escape`; the page's own markup is fixed. :func:`check_html` verifies
-that the finished page parses with balanced tags.
+The page is the Jinja2 template ``templates/report.html.j2``, rendered with autoescaping on: every string from
+the user or the run (model, layer and category names, paths, specs, settings, captions, findings) is escaped by
+the template, and tables are written and escaped by :meth:`pandas.DataFrame.to_html`.
 
 The validity controls that a run holds each get a section (:func:`control_sections`) with its figures and
 tables; a failed null control also shows a warning box at the top of the main findings.
@@ -12,38 +12,25 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from html import escape
-from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from netfloc.analysis import run_tables as rt
 from netfloc.report.findings import null_warnings
 from netfloc.report.style import FigureFile
 from netfloc.results.run import LESION_DIR
 
-#: Elements without an end tag (HTML Living Standard, "void elements").
-VOID_ELEMENTS = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-)
-STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
-h1, h2, h3 { font-weight: 600; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-align: top; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-th { background: #f2f2f2; }
-.scroll { max-height: 32em; overflow: auto; }
-figure { margin: 1.5em 0; }
-figure img { max-width: 100%; height: auto; }
-figcaption { font-size: 0.9em; max-width: 60em; }
-.warning { border: 2px solid #D55E00; border-left-width: 8px; background: #FDEBDD; padding: 0.5em 1em; margin: 1em 0; }
-.warning ul { margin: 0.3em 0; }
-"""
+TEMPLATE = "report.html.j2"
+#: Numeric table columns are right-aligned by one CSS rule per column position, up to this one.
+ALIGNED_COLUMNS = 64
 TABLE_TITLES = {
     "proportions": "Proportion of selective units (95% Wilson interval)",
     "specificity": "CSI and d′ of the selective units",
@@ -118,18 +105,17 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def table_html(frame: pd.DataFrame) -> str:
-    """An escaped HTML table of a DataFrame (numbers right-aligned)."""
-    head = "".join(f"<th>{escape(str(column))}</th>" for column in frame.columns)
-    body = []
-    for row in frame.itertuples(index=False):
-        cells = []
-        for value in row:
-            numeric = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-            css = ' class="num"' if numeric else ""
-            cells.append(f"<td{css}>{escape(format_value(value))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+def html_table(frame: pd.DataFrame) -> Markup:
+    """A DataFrame as an HTML table written and escaped by pandas, cells formatted by :func:`format_value`
+    beforehand (``to_html(formatters=...)`` would write None as "None"); numeric columns get a class
+    ``num-<position>`` that right-aligns them."""
+    numeric = [
+        f"num-{position}"
+        for position, dtype in enumerate(frame.dtypes, start=1)
+        if is_numeric_dtype(dtype) and not is_bool_dtype(dtype)
+    ]
+    text = frame.apply(lambda column: column.map(format_value))
+    return Markup(text.to_html(escape=True, index=False, border=0, justify="left", classes=numeric))
 
 
 def wide(frame: pd.DataFrame) -> pd.DataFrame:
@@ -145,13 +131,13 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()), columns=keys + measures)
 
 
-def key_values(mapping: dict[str, Any]) -> str:
+#: A part of the Run or Stimuli section: its heading (``None`` for none) and its table.
+Part = tuple[str | None, pd.DataFrame]
+
+
+def key_values(mapping: dict[str, Any]) -> pd.DataFrame:
     """A two-column table of a dict (nested values as JSON)."""
-    return table_html(pd.DataFrame({"key": list(mapping), "value": [format_value(v) for v in mapping.values()]}))
-
-
-def _section(anchor: str, title: str, body: Iterable[str]) -> str:
-    return f'<section id="{anchor}"><h2>{escape(title)}</h2>{"".join(body)}</section>'
+    return pd.DataFrame({"key": list(mapping), "value": [format_value(v) for v in mapping.values()]})
 
 
 def table_title(stem: str) -> str:
@@ -163,23 +149,6 @@ def table_title(stem: str) -> str:
         lesion = stem.removeprefix(f"{LESION_DIR}/").removesuffix("_summary")
         return f"Lesion {lesion}: drop in decoding accuracy per category (selective vs random lesions)"
     return stem
-
-
-def table_block(file: str, frame: pd.DataFrame) -> str:
-    """A table's heading (:func:`table_title` of the file's stem), a link to its CSV and the table."""
-    stem = file.removesuffix(".csv")
-    return (
-        f'<h3 id="table-{escape(stem)}">{escape(table_title(stem))}</h3>'
-        f'<p>File: <a href="{escape(file)}">{escape(file)}</a></p>{table_html(wide(frame))}'
-    )
-
-
-def warning_box(warnings: Sequence[str]) -> str:
-    """A highlighted box listing warnings (empty text when there are none)."""
-    if not warnings:
-        return ""
-    items = "".join(f"<li>{escape(warning)}</li>" for warning in warnings)
-    return f'<div class="warning" role="alert"><strong>Warning</strong><ul>{items}</ul></div>'
 
 
 def control_sections(controls: rt.Controls, figures: dict[str, list[FigureFile]]) -> list[Section]:
@@ -200,103 +169,73 @@ def control_sections(controls: rt.Controls, figures: dict[str, list[FigureFile]]
     ]
 
 
-def section_html(section: Section) -> str:
-    """A validity-control section: warnings box, introduction, figures, then tables."""
-    return _section(
-        section.anchor,
-        section.title,
-        [
-            warning_box(section.warnings),
-            f"<p>{escape(section.intro)}</p>",
-            *(figure_html(figure) for figure in section.figures),
-            *(table_block(file, frame) for file, frame in section.tables.items()),
-        ],
-    )
-
-
-def run_section(run_info: dict[str, Any]) -> list[str]:
+def run_parts(run_info: dict[str, Any]) -> list[Part]:
     """Models, layers, settings, versions and (for merged folders) the source runs, from ``run.json``."""
-    parts = []
     general = {
         key: run_info[key] for key in ("created", "seed", "device", "netfloc_version", "argv") if key in run_info
     }
-    if general:
-        parts.append(key_values(general))
+    parts: list[Part] = [(None, key_values(general))] if general else []
     models = run_info.get("models", [])
     if models:
-        parts.append("<h3>Models</h3>")
-        parts.append(
-            table_html(
-                pd.DataFrame(
-                    [
-                        {
-                            "model": model.get("name"),
-                            "spec": model.get("spec"),
-                            "weights": model.get("weights"),
-                            "timings_s": model.get("timings_s"),
-                        }
-                        for model in models
-                    ]
-                )
-            )
-        )
-        parts.append("<h3>Layers</h3>")
-        parts.append(
-            table_html(
-                pd.DataFrame(
-                    [
-                        {
-                            "model": model.get("name"),
-                            "layer": name,
-                            "module": layer.get("module"),
-                            "shape": "×".join(str(size) for size in layer.get("shape", [])),
-                            "n_units": layer.get("n_units"),
-                        }
-                        for model in models
-                        for name, layer in model.get("layers", {}).items()
-                    ]
-                )
-            )
-        )
+        listed = [
+            {
+                "model": model.get("name"),
+                "spec": model.get("spec"),
+                "weights": model.get("weights"),
+                "timings_s": model.get("timings_s"),
+            }
+            for model in models
+        ]
+        layers = [
+            {
+                "model": model.get("name"),
+                "layer": name,
+                "module": layer.get("module"),
+                "shape": "×".join(str(size) for size in layer.get("shape", [])),
+                "n_units": layer.get("n_units"),
+            }
+            for model in models
+            for name, layer in model.get("layers", {}).items()
+        ]
+        parts += [("Models", pd.DataFrame(listed)), ("Layers", pd.DataFrame(layers))]
     for key, title in (("settings", "Settings"), ("versions", "Versions"), ("timings_s", "Timings (s)")):
         if isinstance(run_info.get(key), dict):
-            parts.append(f"<h3>{title}</h3>")
-            parts.append(key_values(run_info[key]))
-    runs = run_info.get("runs")
-    if runs:
-        parts.append("<h3>Merged runs</h3>")
-        parts.append(table_html(pd.DataFrame([{k: format_value(v) for k, v in run.items()} for run in runs])))
+            parts.append((title, key_values(run_info[key])))
+    if run_info.get("runs"):
+        runs = [{key: format_value(value) for key, value in run.items()} for run in run_info["runs"]]
+        parts.append(("Merged runs", pd.DataFrame(runs)))
     return parts
 
 
-def stimulus_section(run_info: dict[str, Any]) -> list[str]:
+def stimulus_parts(run_info: dict[str, Any]) -> list[Part]:
     """Stimulus folder, digest, category counts, skipped files and (when recorded) image statistics."""
-    parts = []
+    parts: list[Part] = []
     stimuli = run_info.get("stimuli")
     if isinstance(stimuli, dict):
-        parts.append(key_values({key: value for key, value in stimuli.items() if key != "skipped"}))
+        parts.append((None, key_values({key: value for key, value in stimuli.items() if key != "skipped"})))
         if stimuli.get("skipped"):
-            parts.append("<h3>Skipped files</h3>")
-            parts.append(table_html(pd.DataFrame(stimuli["skipped"])))
-    if run_info.get("categories"):
-        parts.append("<h3>Categories</h3>")
-        parts.append(table_html(pd.DataFrame(run_info["categories"])))
-    if run_info.get("image_stats"):
-        parts.append("<h3>Image statistics</h3>")
-        parts.append(table_html(pd.DataFrame(run_info["image_stats"])))
+            parts.append(("Skipped files", pd.DataFrame(stimuli["skipped"])))
+    for key, title in (("categories", "Categories"), ("image_stats", "Image statistics")):
+        if run_info.get(key):
+            parts.append((title, pd.DataFrame(run_info[key])))
     return parts
 
 
-def figure_html(figure: FigureFile) -> str:
-    """A ``<figure>`` with the PNG embedded as base64 and a link to the SVG beside the report."""
-    data = base64.b64encode(figure.png.read_bytes()).decode("ascii")
-    return (
-        f'<figure id="figure-{escape(figure.stem)}"><h3>{escape(figure.title)}</h3>'
-        f'<img src="data:image/png;base64,{data}" alt="{escape(figure.title)}">'
-        f"<figcaption>{escape(figure.caption)} "
-        f'Files: <a href="figures/{escape(figure.png.name)}">PNG</a>, '
-        f'<a href="figures/{escape(figure.svg.name)}">SVG</a>.</figcaption></figure>'
-    )
+def png_base64(path: Path) -> str:
+    """A file's bytes as base64 text (for a ``data:`` URL)."""
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+ENVIRONMENT = Environment(
+    loader=PackageLoader("netfloc.report", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+ENVIRONMENT.filters.update(html_table=html_table, wide=wide, table_title=table_title, base64=png_base64)
+ENVIRONMENT.globals["aligned_columns"] = ALIGNED_COLUMNS
 
 
 def render_report(
@@ -309,70 +248,12 @@ def render_report(
 ) -> str:
     """The whole page: main findings (after a box with every section's warnings), run, stimuli, figures, the
     validity-control ``sections`` and every table (with links to its CSV)."""
-    nav = " · ".join(
-        f'<a href="#{anchor}">{escape(label)}</a>'
-        for anchor, label in (
-            ("findings", "Main findings"),
-            ("run", "Run"),
-            ("stimuli", "Stimuli"),
-            ("figures", "Figures"),
-            *((section.anchor, section.title) for section in sections),
-            ("tables", "Tables"),
-        )
+    return ENVIRONMENT.get_template(TEMPLATE).render(
+        title=title,
+        sentences=sentences,
+        run=run_parts(run_info),
+        stimuli=stimulus_parts(run_info),
+        figures=figures,
+        sections=sections,
+        tables=tables,
     )
-    warnings = [warning for section in sections for warning in section.warnings]
-    body = [
-        f"<h1>{escape(title)}</h1>",
-        f"<nav>{nav}</nav>",
-        _section(
-            "findings",
-            "Main findings",
-            [warning_box(warnings), "<ul>", *(f"<li>{escape(s)}</li>" for s in sentences), "</ul>"],
-        ),
-        _section("run", "Run", run_section(run_info)),
-        _section("stimuli", "Stimuli", stimulus_section(run_info)),
-        _section("figures", "Figures", [figure_html(figure) for figure in figures]),
-        *(section_html(section) for section in sections),
-        _section("tables", "Tables", [table_block(f"{name}.csv", frame) for name, frame in tables.items()]),
-    ]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body>{''.join(body)}</body></html>\n"
-    )
-
-
-class _TagBalance(HTMLParser):
-    """Tracks open elements; records the first mismatched or unclosed tag."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
-        self.problems: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in VOID_ELEMENTS:
-            self.stack.append(tag)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in VOID_ELEMENTS:
-            self.problems.append(f"self-closed <{tag}/>")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in VOID_ELEMENTS:
-            self.problems.append(f"end tag of void element </{tag}>")
-        elif not self.stack or self.stack[-1] != tag:
-            self.problems.append(f"</{tag}> closes <{self.stack[-1] if self.stack else 'nothing'}>")
-        else:
-            self.stack.pop()
-
-
-def check_html(document: str) -> None:
-    """Raise :class:`ValueError` unless ``document`` parses with every non-void element closed in order."""
-    parser = _TagBalance()
-    parser.feed(document)
-    parser.close()
-    if parser.stack:
-        parser.problems.append(f"unclosed {', '.join(f'<{tag}>' for tag in parser.stack)}")
-    if parser.problems:
-        raise ValueError(f"report.html is malformed: {parser.problems[0]}")

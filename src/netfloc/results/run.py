@@ -30,8 +30,8 @@ from typing import Any
 
 import pandas as pd
 
-from netfloc.errors import NetflocError
-from netfloc.files import atomic_directory
+from netfloc.errors import NetflocError, first_line
+from netfloc.files import atomic_directory, is_staging
 from netfloc.results.layer import LayerResult
 
 SCHEMA_VERSION = 2
@@ -50,6 +50,7 @@ SUMMARY_FILE = "selectivity.csv"
 RUN_FILE = "run.json"
 UNITS_DIR = "units"
 LESION_DIR = "lesions"
+REPORT_STAGING_PREFIX = ".report-tmp-"
 
 
 def path_component(name: str, what: str, source: Path | str) -> str:
@@ -79,6 +80,16 @@ def summary_frame(layers: list[LayerResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
+def read_table(path: Path, **options: Any) -> pd.DataFrame:
+    """``pandas.read_csv(path, **options)``; a file that is not a readable CSV is a one-line error naming it."""
+    try:
+        return pd.read_csv(path, **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as error:
+        raise NetflocError(
+            f"{path} is not a readable CSV table ({first_line(error)}); rerun the step that wrote it"
+        ) from None
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
@@ -101,9 +112,12 @@ def validate_run_info(info: Any, source: Path | str) -> dict[str, Any]:
     return info
 
 
-def read_run_info(out: Path) -> dict[str, Any]:
-    """``run.json`` of a results folder, read and validated against the shipped schema."""
+def read_run_info(out: Path, *, staging: bool = False) -> dict[str, Any]:
+    """``run.json`` of a results folder, read and validated against the shipped schema; the staging folder of
+    an unfinished run is refused unless ``staging`` (netfloc itself finishing that folder)."""
     path = Path(out) / RUN_FILE
+    if is_staging(out) and not staging:
+        raise NetflocError(f"{out} is the unfinished staging folder of a netfloc run that did not complete; rerun it")
     if not path.is_file():
         raise NetflocError(f"{out} is not a netfloc results folder (no {RUN_FILE}); pass the --out of a run")
     try:
@@ -111,6 +125,43 @@ def read_run_info(out: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise NetflocError(f"{path} is not valid JSON ({error}); the results folder is damaged") from None
     return validate_run_info(info, path)
+
+
+#: Where netfloc writes inside a results folder: top-level files, and files one level down in these folders.
+TOP_LEVEL_FILES = (RUN_FILE, SUMMARY_FILE, "report.html")
+SUBFOLDER_SUFFIXES = {UNITS_DIR: ".npz", "figures": (".png", ".svg"), LESION_DIR: ".csv"}
+
+
+def results_folder_problem(out: Path) -> str | None:
+    """Why ``out`` is not a results folder that netfloc wrote (so ``--force`` may not replace it), or None:
+    its run.json must be valid against the schema, and it may hold nothing netfloc does not write."""
+    try:
+        read_run_info(out)
+    except NetflocError as error:
+        return f"no valid netfloc run.json: {error}"
+    for path in sorted(Path(out).rglob("*")):
+        relative = path.relative_to(out)
+        if not _written_by_netfloc(relative, path):
+            return f"it holds {relative}, which netfloc does not write"
+    return None
+
+
+def _written_by_netfloc(relative: Path, path: Path) -> bool:
+    parts = relative.parts
+    if path.is_symlink():
+        return False
+    if parts[0].startswith(REPORT_STAGING_PREFIX):  # a report that was interrupted while being written
+        return True
+    if len(parts) == 1:
+        if path.is_dir():
+            return parts[0] in SUBFOLDER_SUFFIXES
+        return parts[0] in TOP_LEVEL_FILES or relative.suffix == ".csv"
+    suffixes = SUBFOLDER_SUFFIXES.get(parts[0])
+    if suffixes is None:
+        return False
+    if parts[0] == UNITS_DIR:
+        return (len(parts) == 2 and path.is_dir()) or (len(parts) == 3 and path.is_file() and path.suffix == ".npz")
+    return len(parts) == 2 and path.is_file() and path.suffix in suffixes
 
 
 @dataclass
@@ -151,15 +202,16 @@ class LocalizerResult:
         """Write the results folder atomically (see :meth:`write`); ``force`` replaces a folder netfloc wrote.
         The report is written by :func:`netfloc.pipeline.save_run` or ``netfloc report``."""
         out = Path(out)
-        with atomic_directory(out, force) as staging:
+        with atomic_directory(out, force, results_folder_problem) as staging:
             self.write(staging)
         return out
 
     @classmethod
-    def load(cls, out: str | Path) -> LocalizerResult:
-        """Read a results folder written by :meth:`save` (no model is loaded); every file is checked."""
+    def load(cls, out: str | Path, *, staging: bool = False) -> LocalizerResult:
+        """Read a results folder written by :meth:`save` (no model is loaded); every file is checked
+        (``staging``: see :func:`read_run_info`)."""
         out = Path(out)
-        info = read_run_info(out)
+        info = read_run_info(out, staging=staging)
         source = out / RUN_FILE
         layers = [
             LayerResult.load(layer_file(out, model["name"], layer, source))
@@ -168,7 +220,7 @@ class LocalizerResult:
         ]
         _check_consistent(layers, info, source)
         tables = {
-            name: pd.read_csv(table_file(out, name, source))
+            name: read_table(table_file(out, name, source))
             for name in info.get("tables", [])
             if table_file(out, name, source).is_file()
         }

@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from netfloc.errors import NetflocError
-from netfloc.files import atomic_directory
+from netfloc.files import atomic_directory, marker_owner
 from netfloc.progress import track
 from netfloc.stimuli._common import list_images, read_pixels, save_png, sha256_file
 from netfloc.stimuli.imagestats import equalize_luminance_contrast
@@ -122,7 +122,7 @@ def build_paper_set(
         if category == intact
     ]
     rows = []
-    with atomic_directory(out_dir, force, marker=MANIFEST_FILE) as tmp:
+    with atomic_directory(out_dir, force, marker_owner(MANIFEST_FILE)) as tmp:
         for category, path, image, how, method in track(jobs, "writing paper set", enabled=progress):
             output = f"{category}/{path.stem}.png"
             if (tmp / output).exists():

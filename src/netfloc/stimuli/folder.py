@@ -76,7 +76,7 @@ def read_image(path: Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return to_rgb(image)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
         raise NetflocError(f"cannot read image {path}: {first_line(error)}; fix or remove the file") from None
 
 
@@ -186,7 +186,7 @@ def _check_file(path: Path) -> str | None:
     try:
         with Image.open(path) as image:
             image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
         return f"unreadable: {first_line(error)}"
     return None
 

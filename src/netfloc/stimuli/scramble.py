@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from netfloc.errors import NetflocError
-from netfloc.files import atomic_directory
+from netfloc.files import atomic_directory, marker_owner
 from netfloc.progress import track
 from netfloc.stimuli._common import list_images, read_pixels, save_png, to_dtype
 
@@ -146,7 +146,7 @@ def scramble_folder(
         if out_rel in outputs:
             raise NetflocError(f"{path} and {outputs[out_rel]} would both be written as {out_rel}; rename one of them")
         outputs[out_rel] = path
-    with atomic_directory(dest, force, marker=RECORD_FILE) as tmp:
+    with atomic_directory(dest, force, marker_owner(RECORD_FILE)) as tmp:
         for out_rel, path in track(outputs.items(), f"{method}-scrambling", enabled=progress):
             rng = image_rng(seed, path.relative_to(src).as_posix())
             save_png(scramble_image(read_pixels(path), method, rng, tile), tmp / out_rel)
