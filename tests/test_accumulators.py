@@ -55,3 +55,30 @@ def test_float32_offsets_keep_their_digits():
     accumulator = feed(values, np.zeros(500, dtype=int), 1, 32)
     expected = values.astype(np.float64).var(axis=0, ddof=1)
     np.testing.assert_allclose(accumulator.variance()[0].numpy(), expected, rtol=1e-9)
+
+
+def test_stacked_groupings_in_uneven_batches_match_a_float64_reference():
+    """Categories, folds and permutations accumulated at once (one membership matrix) keep rtol 1e-12."""
+    from netfloc.moments.accumulator import membership
+
+    rng = np.random.default_rng(3)
+    values = (rng.normal(50.0, 2.0, (157, 70)) * rng.uniform(0.01, 100, 70)).astype(np.float32)
+    values[:, :5] = 0.0  # dead units
+    labelings = [rng.integers(0, 4, 157), rng.integers(0, 12, 157), rng.permutation(np.repeat(np.arange(4), 40)[:157])]
+    sizes = [4, 12, 4]
+    members = np.concatenate([membership(labels, n) for labels, n in zip(labelings, sizes, strict=True)], axis=1)
+    accumulator = MomentAccumulator(members.shape[1], 70)
+    for start, stop in ((0, 1), (1, 33), (33, 40), (40, 157)):
+        accumulator.update_members(torch.from_numpy(values[start:stop]), members[start:stop])
+    count, mean, m2 = accumulator.numpy()
+    reference = values.astype(np.float64)
+    offset = 0
+    for labels, n in zip(labelings, sizes, strict=True):
+        for group in range(n):
+            rows = reference[labels == group]
+            assert count[offset + group] == len(rows)
+            np.testing.assert_allclose(mean[offset + group], rows.mean(axis=0), rtol=1e-12, atol=1e-12)
+            expected = ((rows - rows.mean(axis=0)) ** 2).sum(axis=0)
+            np.testing.assert_allclose(m2[offset + group], expected, rtol=1e-10, atol=1e-9 * expected.max())
+        offset += n
+    assert (m2[:, :5] == 0).all() and (mean[:, :5] == 0).all()

@@ -141,6 +141,7 @@ def test_config_file_with_flag_override(tmp_path, stimuli):
         "null": 0,
         "baseline": None,
         "allow_tf32": False,
+        "memory_budget_bytes": None,
     }
     assert not (tmp_path / "from-config").exists()
     config.write_text('modle = "x"\n')

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -11,7 +14,7 @@ import netfloc.statistics as st
 from netfloc.errors import NetflocError
 from netfloc.moments.accumulator import MomentAccumulator
 from netfloc.moments.groupings import Grouping
-from netfloc.moments.stream import check_memory, moments_bytes
+from netfloc.moments.stream import moments_bytes, plan_passes
 from netfloc.recording.hooks import LayerRecorder
 from netfloc.recording.loader import device_info, forward, tf32_mode
 
@@ -67,20 +70,50 @@ def test_memory_plan_counts_every_grouping():
     groupings = {"category": Grouping(np.zeros(4, int), 6), "folds": Grouping(np.zeros(4, int), 30)}
     groupings |= {f"null{i}": Grouping(np.zeros(4, int), 6) for i in range(100)}
     units = {"a": 1000, "b": 10}
-    expected = (6 + 30 + 600) * (16 * 1010 + 8 * 2) + 32 * (4 * 1010 + 8 * 1000)
+    expected = (6 + 30 + 600) * (16 * 1010 + 8 * 2) + 32 * (4 * 1010 + 3 * 8 * 1000)
     assert moments_bytes(units, groupings, 32) == expected
 
 
-def test_memory_plan_refuses_what_does_not_fit(monkeypatch):
-    import netfloc.moments.stream as stream
+def test_permutations_that_do_not_fit_go_to_further_passes():
+    groupings = {"category": Grouping(np.zeros(4, int), 6)} | {
+        f"null{i}": Grouping(np.zeros(4, int), 6) for i in range(10)
+    }
+    units = {"layer": 100_000}
+    one = moments_bytes(units, {"null0": groupings["null0"]}, 0)
+    budget = moments_bytes(units, {"category": groupings["category"]}, 32) + 3 * one
+    passes = plan_passes("m", units, groupings, 32, budget)
+    assert list(passes[0]) == ["category", "null0", "null1", "null2"]
+    assert [name for chosen in passes for name in chosen] == list(groupings)
+    assert all(moments_bytes(units, chosen, 32) <= budget for chosen in passes)
+    assert len(plan_passes("m", units, groupings, 32, None)) == 1
 
-    monkeypatch.setattr(stream, "available_bytes", lambda device: 10**9)
-    groupings = {f"null{i}": Grouping(np.zeros(4, int), 6) for i in range(100)}
+
+def test_memory_plan_refuses_what_does_not_fit_at_all():
+    groupings = {"category": Grouping(np.zeros(4, int), 6), "null0": Grouping(np.zeros(4, int), 6)}
     with pytest.raises(NetflocError) as error:
-        check_memory("rn50", {"layer1": 800_000, "layer2": 400_000}, groupings, 32, torch.device("cpu"))
+        plan_passes("rn50", {"layer1": 800_000, "layer2": 400_000}, groupings, 32, 10**8)
     message = str(error.value)
-    assert "rn50" in message and "--null" in message and "--batch-size" in message and "\n" not in message
-    assert check_memory("rn50", {"layer1": 100}, groupings, 32, torch.device("cpu")) > 0
+    assert "rn50" in message and "--null" in message and "--memory-budget" in message and "\n" not in message
+
+
+def test_several_passes_give_the_null_of_one_pass(tmp_path):
+    from netfloc import localize
+
+    from .planted_model import CATEGORIES, write_planted_stimuli
+
+    stimuli = write_planted_stimuli(tmp_path / "s", per_category=6)
+    spec = f"{Path(__file__).with_name('planted_model.py')}:build"
+    common = {"layers": ["units"], "categories": CATEGORIES, "null": 5, "cross_validate": 2, "progress": False}
+    one = localize(spec, stimuli, **common)
+    fixed = {"category": Grouping(np.zeros(1, int), 4), "folds": Grouping(np.zeros(1, int), 8)}
+    budget = moments_bytes({"units": 516}, fixed, 32) + 2.5 * moments_bytes(
+        {"units": 516}, {"null0": fixed["category"]}, 0
+    )
+    several = localize(spec, stimuli, memory_budget=budget / 2**30, **common)
+    assert several.run_info["models"][0]["passes"] > 1 and one.run_info["models"][0]["passes"] == 1
+    pd.testing.assert_frame_equal(several.tables["null"], one.tables["null"])
+    pd.testing.assert_frame_equal(several.tables["crossval"], one.tables["crossval"])
+    np.testing.assert_array_equal(several.layers[0].selective, one.layers[0].selective)
 
 
 class Exhausted(nn.Module):

@@ -126,3 +126,19 @@ def test_presets_and_layer_listing():
     rows = {row.name: row for row in describe_layers(model)}
     assert rows["layer4"].shape == (512, 7, 7) and rows["layer4"].capturable
     assert rows["layer1.0.relu"].calls == 2 and not rows["layer1.0.relu"].capturable
+
+
+def test_truncated_forward_stops_after_the_deepest_layer_with_identical_outputs(resnet50):
+    model, images = resnet50
+    calls = []
+    handle = model.fc.register_forward_hook(lambda *_: calls.append(1))
+    layers = {"layer1": "layer1", "stem": "maxpool"}
+    with LayerRecorder(model, layers) as recorder:
+        full = recorder.record(images)
+    assert len(calls) == 1
+    with LayerRecorder(model, layers, truncate=True) as recorder:
+        truncated = recorder.record(images)
+    handle.remove()
+    assert len(calls) == 1, "the head never ran in the truncated pass"
+    for name in layers:
+        torch.testing.assert_close(truncated[name], full[name], rtol=0, atol=0)

@@ -195,3 +195,39 @@ def test_top_percent_counts_exactly(percent):
 
     t = np.arange(1.0, 101.0)[None]
     assert top_units(t, percent).sum() == int(np.ceil(percent * 100 / 100))
+
+
+@pytest.mark.parametrize("rule", ["each", "pooled", "top"])
+@pytest.mark.parametrize("fdr_method", ["by", "bh"])
+@pytest.mark.parametrize("test", ["welch", "student"])
+def test_fast_selective_mask_equals_the_full_selection(rule, fdr_method, test):
+    """The verdict-only path (null permutations, folds) gives exactly the full computation's verdicts, on units
+    with effects of every size, dead units and constant ones."""
+    from netfloc.statistics import selective_mask
+
+    rng = np.random.default_rng(11)
+    groups = []
+    for k in range(4):
+        values = rng.normal(0.0, 1.0, (12, 3000))
+        values[:, :600] += rng.uniform(0, 2.5, 600) * (np.arange(600) % 4 == k)
+        values[:, 600:610] = 0.0
+        values[:, 610:620] = 1.5
+        groups.append(values)
+    count, mean, m2 = stream(groups, 3).numpy()
+    settings = SelectivitySettings(rule=rule, fdr=fdr_method, test=test, top_percent=5)
+    full = selectivity(count, mean, m2, settings).selective
+    fast = selective_mask(count, mean, m2, settings)
+    np.testing.assert_array_equal(fast, full)
+    assert 50 < full.sum() < 2000, "some but not all units are selective"
+
+
+def test_fdr_reject_matches_scipy_at_the_boundary():
+    from netfloc.statistics import fdr_reject, two_sided_p
+
+    rng = np.random.default_rng(12)
+    t = np.concatenate([rng.normal(0, 1, 5000), rng.normal(4.5, 0.3, 200)])
+    df = rng.uniform(5, 40, t.size)
+    for method in ("by", "bh"):
+        q = stats.false_discovery_control(two_sided_p(t, df), method=method)
+        for alpha in (0.01, 0.05, 0.2, float(np.sort(q)[150])):
+            np.testing.assert_array_equal(fdr_reject(t, df, alpha, method), q < alpha)

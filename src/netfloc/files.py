@@ -10,6 +10,7 @@ process is gone (same host, pid no longer alive); those of live processes — co
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -23,6 +24,12 @@ from netfloc.errors import NetflocError
 STAGING_MARK = ".netfloc-staging"
 #: Why a folder is not one netfloc wrote (and may not be replaced), or None when it is.
 Ownership = Callable[[Path], str | None]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in chunks)."""
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def marker_owner(marker: str) -> Ownership:

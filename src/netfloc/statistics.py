@@ -13,10 +13,18 @@ All functions are pure and work on float64 numpy arrays of per-group moments: ``
 - FDR over the units of a layer, per comparison: Benjamini–Yekutieli (2001, default) or
   Benjamini–Hochberg (1995), via ``scipy.stats.false_discovery_control``.
 
+Speed. The comparisons of a layer run on every core (threads: numpy, ``stdtr`` and the sorts release the GIL).
+Where only the verdict is needed (null permutations, cross-validation folds), :func:`selective_mask` decides
+q < α without the full FDR: q_(i) = min_{j≥i} p_(j)·m·c/j < α needs p_(i) ≤ α/c (c = Σ_{j≤m} 1/j for BY, 1
+for BH), and p ≥ 2Φ(−|t|) for every ν (Student tails are heavier than the normal's), so only units with
+|t| ≥ Φ⁻¹(1 − α/2c) get a p-value and are ranked — the same verdicts as the full computation (a test checks).
+
 Degenerate units. Layer outputs are float32, resolved to ε = 2⁻²³·|x| (``np.finfo(np.float32).eps``). The
 same constant unit computed in batches of different composition differs by a few ulps (other GEMM blockings),
-so a standard deviation below ``ZERO_VARIANCE_ULPS``·ε·|mean| (32 ulps, i.e. sd/|mean| < 3.8e-6) is rounding
-noise and counts as zero: below that, float32 holds fewer than five significant bits of the variation. Where
+so a standard deviation below ``ZERO_VARIANCE_ULPS``·ε·scale (32 ulps, i.e. sd/scale < 3.8e-6, where the
+unit's scale is the largest |mean| over its groups: the magnitude its float32 values and their sums are
+resolved at) is rounding noise and counts as zero: below that, float32 holds fewer than five significant bits
+of the variation. Where
 the standard error of a comparison is zero (e.g. a dead ReLU unit, constant for every image) the test is undefined: it
 is reported as t = 0, p = 1, so the unit is never selective, stays in the FDR family and yields no NaN.
 """
@@ -24,6 +32,9 @@ is reported as t = 0, p = 1, so the unit is never selective, stays in the FDR fa
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,11 +49,34 @@ ZERO_VARIANCE_ULPS = 32
 ZERO_VARIANCE_RTOL = ZERO_VARIANCE_ULPS * float(np.finfo(np.float32).eps)
 
 
-def sample_variance(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> np.ndarray:
-    """Unbiased variance m2 / (n − 1), with float32 rounding noise (sd ≤ 32·ε_float32·|mean|) set to exactly 0."""
+def parallel_map(function: Callable, items: Iterable) -> list:
+    """``[function(item) for item in items]`` on every core (threads)."""
+    items = list(items)
+    if len(items) < 2 or (os.cpu_count() or 1) < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
+        return list(pool.map(function, items))
+
+
+def unit_scale(mean: np.ndarray) -> np.ndarray:
+    """Each unit's scale: the largest |mean| over its groups (module docstring)."""
+    return np.abs(mean).max(axis=0)
+
+
+def sample_variance(count: np.ndarray, mean: np.ndarray, m2: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """Unbiased variance m2 / (n − 1), with float32 rounding noise (sd ≤ 32·ε_float32·scale; ``scale`` defaults
+    to :func:`unit_scale` of ``mean``) set to exactly 0."""
     n = np.asarray(count, dtype=np.float64).reshape(-1, *([1] * (np.ndim(m2) - 1)))
     variance = np.where(n > 1, m2 / np.maximum(n - 1, 1), 0.0)
-    return np.where(variance <= (ZERO_VARIANCE_RTOL * mean) ** 2, 0.0, variance)
+    scale = unit_scale(mean) if scale is None else scale
+    return np.where(variance <= (ZERO_VARIANCE_RTOL * scale) ** 2, 0.0, variance)
+
+
+def rest_moments(count: np.ndarray, mean: np.ndarray, m2: np.ndarray, k: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """(n, mean, variance) of all images not in group k, pooled exactly; the variance's rounding tolerance uses
+    the scale of every group."""
+    n_rest, rest_mean, rest_m2 = pooled_moments(count, mean, m2, _others(len(count), k))
+    return n_rest, rest_mean, sample_variance(np.array([n_rest]), rest_mean[None], rest_m2[None], unit_scale(mean))[0]
 
 
 def welch_t(n_a, mean_a, var_a, n_b, mean_b, var_b) -> tuple[np.ndarray, np.ndarray]:
@@ -72,10 +106,12 @@ def two_sided_p(t: np.ndarray, df: np.ndarray) -> np.ndarray:
     return np.minimum(2.0 * special.stdtr(df, -np.abs(t)), 1.0)
 
 
+TESTS = {"welch": welch_t, "student": student_t}
+
+
 def t_test(n_a, mean_a, var_a, n_b, mean_b, var_b, test: TestName = "welch"):
     """(t, df, two-sided p) of group a against group b."""
-    function = {"welch": welch_t, "student": student_t}[test]
-    t, df = function(n_a, mean_a, var_a, n_b, mean_b, var_b)
+    t, df = TESTS[test](n_a, mean_a, var_a, n_b, mean_b, var_b)
     return t, df, two_sided_p(t, df)
 
 
@@ -126,8 +162,7 @@ def dprime(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> np.ndarray:
     variance = sample_variance(count, mean, m2)
     out = np.empty_like(mean)
     for category in range(k):
-        n_rest, pooled_mean, pooled_m2 = pooled_moments(count, mean, m2, _others(k, category))
-        rest_var = sample_variance(np.array([n_rest]), pooled_mean[None], pooled_m2[None])[0]
+        rest_var = rest_moments(count, mean, m2, category)[2]
         scale = np.sqrt((variance[category] + rest_var) / 2.0)
         difference = mean[category] - rest_mean[category]
         out[category] = np.where(scale > 0, difference / np.where(scale > 0, scale, 1.0), 0.0)
@@ -180,40 +215,93 @@ class Selectivity:
     anova_p: np.ndarray
 
 
+def _pairs(k: int) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(k) for b in range(a + 1, k)]
+
+
+def pairwise_t(count, mean, variance, pair: tuple[int, int], test: TestName) -> tuple[np.ndarray, np.ndarray]:
+    """(t, ν) of category a against category b."""
+    a, b = pair
+    return TESTS[test](count[a], mean[a], variance[a], count[b], mean[b], variance[b])
+
+
 def pairwise_extremes(count, mean, m2, settings: SelectivitySettings) -> tuple[np.ndarray, np.ndarray]:
     """For each k: min over j≠k of t_kj and max over j≠k of q_kj, with q from FDR over units per pair.
 
-    Each unordered pair is tested once: t_jk = −t_kj and q_jk = q_kj.
+    Each unordered pair is tested once (t_jk = −t_kj and q_jk = q_kj), the pairs on every core.
     """
     k, units = mean.shape
     variance = sample_variance(count, mean, m2)
+
+    def test(pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        t, df = pairwise_t(count, mean, variance, pair, settings.test)
+        return t, fdr(two_sided_p(t, df), settings.fdr)
+
     t_min = np.full((k, units), np.inf)
     q_max = np.zeros((k, units))
-    for a in range(k):
-        for b in range(a + 1, k):
-            t, _, p = t_test(count[a], mean[a], variance[a], count[b], mean[b], variance[b], settings.test)
-            q = fdr(p, settings.fdr)
-            np.minimum(t_min[a], t, out=t_min[a])
-            np.minimum(t_min[b], -t, out=t_min[b])
-            np.maximum(q_max[a], q, out=q_max[a])
-            np.maximum(q_max[b], q, out=q_max[b])
+    for (a, b), (t, q) in zip(_pairs(k), parallel_map(test, _pairs(k)), strict=True):
+        np.minimum(t_min[a], t, out=t_min[a])
+        np.minimum(t_min[b], -t, out=t_min[b])
+        np.maximum(q_max[a], q, out=q_max[a])
+        np.maximum(q_max[b], q, out=q_max[b])
     return t_min, q_max
 
 
+def pooled_t(count, mean, m2, variance, k: int, test: TestName) -> tuple[np.ndarray, np.ndarray]:
+    """(t, ν) of category k against all other categories' images pooled into one group."""
+    n_rest, rest_mean, rest_var = rest_moments(count, mean, m2, k)
+    return TESTS[test](count[k], mean[k], variance[k], n_rest, rest_mean, rest_var)
+
+
 def pooled_comparison(count, mean, m2, settings: SelectivitySettings) -> tuple[np.ndarray, np.ndarray]:
-    """For each k: t and q of k against all other categories' images pooled into one group."""
-    k, units = mean.shape
+    """For each k: t and q of k against all other categories' images pooled into one group (on every core)."""
     variance = sample_variance(count, mean, m2)
-    t_all = np.empty((k, units))
-    q_all = np.empty((k, units))
-    for category in range(k):
-        n_rest, rest_mean, rest_m2 = pooled_moments(count, mean, m2, _others(k, category))
-        rest_var = sample_variance(np.array([n_rest]), rest_mean[None], rest_m2[None])[0]
-        t, _, p = t_test(
-            count[category], mean[category], variance[category], n_rest, rest_mean, rest_var, settings.test
-        )
-        t_all[category], q_all[category] = t, fdr(p, settings.fdr)
-    return t_all, q_all
+
+    def test(k: int) -> tuple[np.ndarray, np.ndarray]:
+        t, df = pooled_t(count, mean, m2, variance, k, settings.test)
+        return t, fdr(two_sided_p(t, df), settings.fdr)
+
+    results = parallel_map(test, range(mean.shape[0]))
+    return np.stack([t for t, _ in results]), np.stack([q for _, q in results])
+
+
+def fdr_reject(t: np.ndarray, df: np.ndarray, alpha: float, method: FdrName = "by") -> np.ndarray:
+    """``fdr(two_sided_p(t, df), method) < alpha`` without p-values for most units (module docstring)."""
+    m = t.size
+    c = float(np.sum(1 / np.arange(1, m + 1, dtype=np.float64))) if method == "by" else 1.0
+    z = special.ndtri(1.0 - alpha / (2.0 * c)) * (1.0 - 1e-9)
+    candidates = np.flatnonzero(np.abs(t) >= z)
+    p = two_sided_p(t[candidates], df[candidates])
+    order = np.argsort(p)
+    q = p[order] * (m / np.arange(1, len(p) + 1, dtype=np.float64))
+    if method == "by":
+        q *= c
+    np.minimum.accumulate(q[::-1], out=q[::-1])
+    rejected = np.zeros(m, dtype=bool)
+    rejected[candidates[order]] = q < alpha
+    return rejected
+
+
+def selective_mask(count, mean, m2, settings: SelectivitySettings) -> np.ndarray:
+    """The K×U verdict of :func:`selectivity` alone (null permutations, folds): no q-values, CSI or d′."""
+    count = np.asarray(count, dtype=np.float64)
+    k = mean.shape[0]
+    variance = sample_variance(count, mean, m2)
+    if settings.rule == "each":
+
+        def test(pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+            t, df = pairwise_t(count, mean, variance, pair, settings.test)
+            return t, fdr_reject(t, df, settings.alpha, settings.fdr)
+
+        mask = np.ones(mean.shape, dtype=bool)
+        for (a, b), (t, rejected) in zip(_pairs(k), parallel_map(test, _pairs(k)), strict=True):
+            mask[a] &= (t > 0) & rejected
+            mask[b] &= (t < 0) & rejected
+        return mask
+    tests = parallel_map(lambda j: pooled_t(count, mean, m2, variance, j, settings.test), range(k))
+    if settings.rule == "top":
+        return top_units(np.stack([t for t, _ in tests]), settings.top_percent)
+    return np.stack([(t > 0) & fdr_reject(t, df, settings.alpha, settings.fdr) for t, df in tests])
 
 
 def top_units(t: np.ndarray, percent: float) -> np.ndarray:

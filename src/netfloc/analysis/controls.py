@@ -42,8 +42,9 @@ from netfloc.statistics import (
     dprime,
     fdr,
     pooled_moments,
+    rest_moments,
     sample_variance,
-    selectivity,
+    selective_mask,
     t_test,
 )
 
@@ -84,12 +85,9 @@ def heldout_replication(test: Moments, selected: np.ndarray, settings: Selectivi
 def _opponents(moments: Moments, variance: np.ndarray, k: int, units: np.ndarray, rule: str):
     """(n, mean, variance) on ``units`` of every group category k is tested against under ``rule``."""
     count, mean, m2 = moments
-    others = [j for j in range(len(count)) if j != k]
     if rule == "each":
-        return [(count[j], mean[j, units], variance[j, units]) for j in others]
-    n_rest, rest_mean, rest_m2 = pooled_moments(count, mean[:, units], m2[:, units], others)
-    rest_var = sample_variance(np.array([n_rest]), rest_mean[None], rest_m2[None])[0]
-    return [(n_rest, rest_mean, rest_var)]
+        return [(count[j], mean[j, units], variance[j, units]) for j in range(len(count)) if j != k]
+    return [rest_moments(count, mean[:, units], m2[:, units], k)]
 
 
 def profile_reliability(half_a: np.ndarray, half_b: np.ndarray) -> np.ndarray:
@@ -111,7 +109,7 @@ def heldout_reliability(
     for fold in range(n_folds):
         pair = [fold, (fold + 1) % n_folds]
         selection = merge_folds(fold_moments, n_categories, n_folds, [f for f in range(n_folds) if f not in pair])
-        selected = selectivity(*selection, settings).selective
+        selected = selective_mask(*selection, settings)
         first, second = (merge_folds(fold_moments, n_categories, n_folds, [f])[1] for f in pair)
         correlation = profile_reliability(first, second)
         for category in range(n_categories):
@@ -125,9 +123,9 @@ def fold_selections(
 ) -> list[np.ndarray]:
     """For each fold f, the K×U selection made on all other folds (the held-out localizer's training side)."""
     return [
-        selectivity(
+        selective_mask(
             *merge_folds(fold_moments, n_categories, n_folds, [g for g in range(n_folds) if g != f]), settings
-        ).selective
+        )
         for f in range(n_folds)
     ]
 
@@ -179,12 +177,17 @@ def crossval_rows(
 
 
 def null_rows(
-    model: str, layer: str, categories: list[str], permutation_moments: list[Moments], settings: SelectivitySettings
+    model: str,
+    layer: str,
+    categories: list[str],
+    permutation_moments: list[tuple[int, Moments]],
+    settings: SelectivitySettings,
 ) -> list[dict]:
-    """Tidy rows (model, layer, category, permutation, n_units, n_selective, proportion) under the null."""
+    """Tidy rows (model, layer, category, permutation, n_units, n_selective, proportion) under the null, from
+    (permutation index, moments) pairs."""
     rows = []
-    for permutation, moments in enumerate(permutation_moments):
-        selective = selectivity(*moments, settings).selective
+    for permutation, moments in permutation_moments:
+        selective = selective_mask(*moments, settings)
         for k, name in enumerate(categories):
             n_selective = int(selective[k].sum())
             rows.append(

@@ -47,8 +47,13 @@ def run(
     allow_tf32: Annotated[
         bool | None, typer.Option("--allow-tf32/--no-allow-tf32", help="Let CUDA use TF32 (default off).")
     ] = None,
+    memory_budget: Annotated[
+        float | None, typer.Option(help="GiB the moments may use (default 60% of free memory); more passes if needed.")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for random weights (default 0).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Image-loading worker processes (default 0).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Image-decoding worker processes (default 0 on CPU, up to 8 on GPU).")
+    ] = None,
     skip_bad: Annotated[bool | None, typer.Option("--skip-bad/--no-skip-bad", help="Skip bad stimulus files.")] = None,
     consistency: Annotated[
         bool | None,
@@ -62,6 +67,17 @@ def run(
     force: Annotated[
         bool | None, typer.Option("--force/--no-force", help="Replace an existing results folder.")
     ] = None,
+    resume: Annotated[
+        bool | None, typer.Option("--resume/--no-resume", help="Continue an interrupted run into the same --out.")
+    ] = None,
+    shard_size: Annotated[int | None, typer.Option(help="Images per shard, the unit of work (default 256).")] = None,
+    keep_shards: Annotated[
+        bool | None, typer.Option("--keep-shards/--no-keep-shards", help="Keep the shard moments as OUT/shards.")
+    ] = None,
+    executor: Annotated[str | None, typer.Option(help="local (default) | ray: shards as Ray tasks.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default $RAY_ADDRESS, else local).")] = None,
+    gpus_per_task: Annotated[float | None, typer.Option(help="GPUs per Ray shard task (fractions allowed).")] = None,
+    max_retries: Annotated[int | None, typer.Option(help="Retries of a failed Ray task (default 3).")] = None,
     report: Annotated[bool | None, typer.Option("--report/--no-report", help="Tables, figures, report.html.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file with any of these options.")] = None,
 ) -> None:
@@ -85,6 +101,7 @@ def run(
             "batch_size": batch_size,
             "device": device,
             "allow_tf32": allow_tf32,
+            "memory_budget": memory_budget,
             "seed": seed,
             "workers": workers,
             "skip_bad": skip_bad,
@@ -93,6 +110,13 @@ def run(
             "null": null,
             "baseline": baseline,
             "force": force,
+            "resume": resume,
+            "shard_size": shard_size,
+            "keep_shards": keep_shards,
+            "executor": executor,
+            "address": address,
+            "gpus_per_task": gpus_per_task,
+            "max_retries": max_retries,
             "report": report,
         }
         options = merge_options(load_config(config) if config else {}, flags)

@@ -6,7 +6,6 @@ plain containers only; a file that needs anything else is refused with a one-lin
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from pathlib import Path
 
@@ -17,15 +16,6 @@ from netfloc.errors import NetflocError, first_line
 from netfloc.models.torchscript_archive import is_torchscript_archive, read_torchscript_state_dict
 
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "module")
-
-
-def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ from torch import nn
 from torchvision import transforms as T
 
 from netfloc.errors import NetflocError
+from netfloc.files import sha256_file
 from netfloc.models.base import (
     LoadedModel,
     Transform,
@@ -31,7 +32,7 @@ from netfloc.models.base import (
     module_catalog,
     state_dict_sha256,
 )
-from netfloc.models.checkpoints import file_sha256, load_into, load_state_dict_file
+from netfloc.models.checkpoints import load_into, load_state_dict_file
 from netfloc.models.torchvision_zoo import build_seeded, is_checkpoint_path
 
 TIMM_NAME = "tf_efficientnet_lite0"
@@ -161,7 +162,7 @@ def load_efficientnet_lite0(weights: str | None, seed: int, label: str, spec: st
         state_dict = to_timm_names(load_state_dict_file(path), package_to_timm_keys(module), str(path))
         load_into(module, state_dict, str(path))
         source = "checkpoint" if weights not in (None, "imagenet") else WEIGHTS_PACKAGE
-        identity = {"source": source, "path": str(path.resolve()), "file_sha256": file_sha256(path)}
+        identity = {"source": source, "path": str(path.resolve()), "file_sha256": sha256_file(path)}
     module.eval()
     identity["state_sha256"] = state_dict_sha256(module)
     catalog, presets = lite0_catalog(module)

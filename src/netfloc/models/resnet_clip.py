@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from netfloc.errors import NetflocError
+from netfloc.files import sha256_file
 from netfloc.models.base import (
     LoadedModel,
     Transform,
@@ -40,7 +41,7 @@ from netfloc.models.base import (
     module_catalog,
     state_dict_sha256,
 )
-from netfloc.models.checkpoints import file_sha256, load_into, load_state_dict_file
+from netfloc.models.checkpoints import load_into, load_state_dict_file
 from netfloc.models.torchvision_zoo import RESNET_STAGES, build_seeded, is_checkpoint_path, load_torchvision
 
 RESNET50_DEFAULT_WEIGHTS = "IMAGENET1K_V1"
@@ -123,13 +124,13 @@ def load_clip_resnet(arch: str, weights: str, seed: int, label: str, spec: str) 
     elif is_checkpoint_path(weights):
         path = Path(weights).expanduser()
         load_into(module, visual_state_dict(load_state_dict_file(path)), str(path))
-        identity = {"source": "checkpoint", "path": str(path.resolve()), "file_sha256": file_sha256(path)}
+        identity = {"source": "checkpoint", "path": str(path.resolve()), "file_sha256": sha256_file(path)}
     else:
         tag = weights
         path = download_clip_weights(arch, tag)
         load_into(module, visual_state_dict(load_state_dict_file(path)), f"open_clip {arch} {tag} ({path})")
         identity = {"source": "open_clip", "arch": arch, "tag": tag, "path": str(path)}
-        identity["file_sha256"] = file_sha256(path)
+        identity["file_sha256"] = sha256_file(path)
     # fp16 checkpoints (OpenAI's archive) are copied into float32 parameters by load_state_dict.
     module.float().eval()
     identity["state_sha256"] = state_dict_sha256(module)

@@ -13,6 +13,7 @@ from torch import nn
 from torchvision.models import get_model, get_model_weights, list_models
 
 from netfloc.errors import NetflocError, first_line
+from netfloc.files import sha256_file
 from netfloc.models.base import (
     LoadedModel,
     imagenet_transform,
@@ -20,7 +21,7 @@ from netfloc.models.base import (
     state_dict_sha256,
     top_level_preset,
 )
-from netfloc.models.checkpoints import file_sha256, load_into, load_state_dict_file
+from netfloc.models.checkpoints import load_into, load_state_dict_file
 
 RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
@@ -75,7 +76,7 @@ def load_torchvision(name: str, weights: str | None, seed: int, label: str, spec
         state = load_state_dict_file(path)
         module = build_seeded(lambda: get_model(name, weights=None), seed)
         load_into(module, state, str(path))
-        identity = {"source": "checkpoint", "path": str(path.resolve()), "file_sha256": file_sha256(path)}
+        identity = {"source": "checkpoint", "path": str(path.resolve()), "file_sha256": sha256_file(path)}
         transform = imagenet_transform()
     else:
         enum = _weights_enum(name, weights)
@@ -84,7 +85,7 @@ def load_torchvision(name: str, weights: str | None, seed: int, label: str, spec
         identity = {"source": "torchvision", "tag": enum.name, "url": enum.url}
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
         if cached.is_file():
-            identity.update(path=str(cached), file_sha256=file_sha256(cached))
+            identity.update(path=str(cached), file_sha256=sha256_file(cached))
         transform = enum.transforms()
     module.eval()
     identity["state_sha256"] = state_dict_sha256(module)
@@ -124,7 +125,7 @@ def _download_state_dict(enum, name: str) -> dict[str, torch.Tensor]:
                 f"({reason}); download {enum.url} to that path, or pass the file as torchvision:{name}:/path/file.pth"
             ) from None
     prefix = _hash_prefix(cache)
-    if prefix and not file_sha256(cache).startswith(prefix):
+    if prefix and not sha256_file(cache).startswith(prefix):
         raise NetflocError(
             f"cached weights {cache} do not match the SHA-256 prefix {prefix} in their name (corrupt or replaced); "
             "delete the file and run again to download it"

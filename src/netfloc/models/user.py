@@ -14,6 +14,7 @@ from pathlib import Path
 from torch import nn
 
 from netfloc.errors import NetflocError, first_line
+from netfloc.files import sha256_file
 from netfloc.models.base import (
     LoadedModel,
     imagenet_transform,
@@ -21,7 +22,6 @@ from netfloc.models.base import (
     state_dict_sha256,
     top_level_preset,
 )
-from netfloc.models.checkpoints import file_sha256
 from netfloc.models.torchvision_zoo import build_seeded, is_torchvision_resnet, resnet_catalog
 
 
@@ -61,7 +61,7 @@ def load_user_model(path_text: str, function: str, seed: int, label: str, spec: 
         "source": "file",
         "path": str(path.resolve()),
         "function": function,
-        "file_sha256": file_sha256(path),
+        "file_sha256": sha256_file(path),
         "seed": seed,
         "state_sha256": state_dict_sha256(module),
     }

@@ -16,14 +16,15 @@ from typing import Any
 from torch import nn
 
 from netfloc.errors import NetflocError, first_line
+from netfloc.files import sha256_file
 from netfloc.models.base import LoadedModel, module_catalog, state_dict_sha256, top_level_preset
-from netfloc.models.checkpoints import file_sha256, load_into, load_state_dict_file
+from netfloc.models.checkpoints import load_into, load_state_dict_file
 from netfloc.models.resnet_clip import download_clip_weights, load_clip_resnet, visual_state_dict
 from netfloc.models.torchvision_zoo import build_seeded, is_checkpoint_path
 
 
 def _checkpoint_identity(path: Path) -> dict[str, Any]:
-    return {"source": "checkpoint", "path": str(path.resolve()), "file_sha256": file_sha256(path)}
+    return {"source": "checkpoint", "path": str(path.resolve()), "file_sha256": sha256_file(path)}
 
 
 def load_timm(argument: str, seed: int, label: str, spec: str) -> LoadedModel:
@@ -84,7 +85,7 @@ def _timm_pretrained(timm: Any, name: str, spec: str) -> tuple[nn.Module, dict[s
     identity.update({key: value for key in ("hf_hub_id", "url") if (value := getattr(config, key))})
     cached = _hf_cached_file(config.hf_hub_id, ("model.safetensors", "pytorch_model.bin"))
     if cached is not None:
-        identity.update(path=str(cached), file_sha256=file_sha256(cached))
+        identity.update(path=str(cached), file_sha256=sha256_file(cached))
     return module, identity
 
 
@@ -151,7 +152,7 @@ def load_open_clip(argument: str, seed: int, label: str, spec: str) -> LoadedMod
         path = download_clip_weights(arch, weights)
         load_into(module, visual_state_dict(load_state_dict_file(path)), f"open_clip {arch} {weights} ({path})")
         identity = {"source": "open_clip", "arch": arch, "tag": weights, "path": str(path)}
-        identity["file_sha256"] = file_sha256(path)
+        identity["file_sha256"] = sha256_file(path)
     module.eval()
     identity["state_sha256"] = state_dict_sha256(module)
     transform = _open_clip_transform(module, pretrained)

@@ -1,34 +1,47 @@
-"""One streaming pass from images to per-group moments, and the memory it will need.
+"""One streaming pass from images to per-group moments, and the memory plan that decides how many passes.
 
-Memory is planned before any image is read: per layer, every grouping holds count, mean and m2 for its
-groups in float64, i.e. (1 + F + P)·K·U·16 bytes for K categories, F folds (as K·F groups) and P
-permutations, plus one batch of outputs (B·ΣU float32 values and a float64 copy of the largest layer).
+All groupings of a pass share one accumulator per layer (their groups stacked), so each batch costs two
+matrix products per layer whatever the number of groupings (:mod:`netfloc.moments.accumulator`).
+
+Memory is planned before the first batch: per layer, each group holds mean and m2 in float64, i.e.
+(1 + F + P)·K·U·16 bytes for K categories, F folds (as K·F groups) and P permutations, plus one batch of
+outputs (B·ΣU float32 values and the float64 temporaries of a chunk). When the permutations do not fit the
+memory budget, they are spread over several passes over the images (:func:`plan_passes`); the categories and
+folds always come in the first pass.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from netfloc.errors import NetflocError
 from netfloc.models import LoadedModel
-from netfloc.moments.accumulator import MomentAccumulator
+from netfloc.moments.accumulator import CHUNK, MomentAccumulator, membership
 from netfloc.moments.groupings import Grouping, category_grouping
 from netfloc.recording.layouts import TokensName, UnitsName
 from netfloc.recording.loader import stream_layers
 from netfloc.recording.units import unit_count
 from netfloc.stimuli import StimulusSet
 
-Accumulators = dict[str, dict[str, MomentAccumulator]]
+Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: Fraction of the device's free memory that the moments may use by default.
+DEFAULT_BUDGET_FRACTION = 0.6
+SHRINK_OPTIONS = (
+    "fewer --layers, --units channel, a smaller --null or --cross-validate, a smaller --batch-size, or a larger "
+    "--memory-budget"
+)
 
 
 def moments_bytes(units: dict[str, int], groupings: dict[str, Grouping], batch_size: int) -> int:
-    """Bytes the accumulators and one batch of outputs take (module docstring)."""
+    """Bytes the accumulators of ``groupings`` and one batch of outputs take (module docstring)."""
     groups = sum(grouping.n_groups for grouping in groupings.values())
     accumulators = sum(groups * (16 * n + 8) for n in units.values())
-    batch = batch_size * (4 * sum(units.values()) + 8 * max(units.values(), default=0))
+    batch = batch_size * (4 * sum(units.values()) + 3 * 8 * min(max(units.values(), default=0), CHUNK))
     return accumulators + batch
 
 
@@ -46,20 +59,47 @@ def available_bytes(device: torch.device) -> int | None:
     return pages * os.sysconf("SC_PAGE_SIZE") if pages > 0 else None
 
 
-def check_memory(
-    model: str, units: dict[str, int], groupings: dict[str, Grouping], batch_size: int, device: torch.device
-) -> int:
-    """The planned bytes (:func:`moments_bytes`); a one-line error naming the options that shrink it when they
-    exceed the device's free memory."""
-    needed = moments_bytes(units, groupings, batch_size)
+def memory_budget(device: torch.device, budget: int | None = None) -> int | None:
+    """``budget`` bytes if given, else :data:`DEFAULT_BUDGET_FRACTION` of the device's free memory (None where
+    it cannot be read: no limit)."""
+    if budget is not None:
+        return budget
     free = available_bytes(device)
-    if free is not None and needed > free:
+    return int(DEFAULT_BUDGET_FRACTION * free) if free is not None else None
+
+
+def plan_passes(
+    model: str, units: dict[str, int], groupings: dict[str, Grouping], batch_size: int, budget: int | None
+) -> list[dict[str, Grouping]]:
+    """Groupings per pass over the images: the first holds every grouping that is not a permutation, and
+    permutations fill each pass up to ``budget`` bytes. A one-line error when even one permutation beside the
+    first pass's groupings does not fit."""
+    fixed = {name: grouping for name, grouping in groupings.items() if not name.startswith("null")}
+    permutations = [name for name in groupings if name.startswith("null")]
+    needed = moments_bytes(units, fixed, batch_size)
+    smallest = moments_bytes(units, {**fixed, **{name: groupings[name] for name in permutations[:1]}}, batch_size)
+    if budget is not None and smallest > budget:
         raise NetflocError(
-            f"model {model}: the moments of {len(units)} layer(s) × {len(groupings)} grouping(s) need "
-            f"{needed / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB of {device.type} memory is free; shrink them "
-            "with fewer --layers, --units channel, a smaller --null or --cross-validate, or a smaller --batch-size"
+            f"model {model}: the moments of {len(units)} layer(s) need {_size(smallest)} but the memory budget is "
+            f"{_size(budget)}; shrink them with {SHRINK_OPTIONS}"
         )
-    return needed
+    if not permutations:
+        return [fixed]
+    per_permutation = moments_bytes(units, {permutations[0]: groupings[permutations[0]]}, 0)
+    first = len(permutations) if budget is None else max(1, int((budget - needed) // per_permutation))
+    later = (
+        len(permutations)
+        if budget is None
+        else max(1, int((budget - moments_bytes(units, {}, batch_size)) // per_permutation))
+    )
+    passes = [{**fixed, **{name: groupings[name] for name in permutations[:first]}}]
+    for start in range(first, len(permutations), later):
+        passes.append({name: groupings[name] for name in permutations[start : start + later]})
+    return passes
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
 
 
 def record_moments(
@@ -75,16 +115,19 @@ def record_moments(
     workers: int = 0,
     allow_tf32: bool = False,
     progress: bool = True,
-) -> tuple[Accumulators, dict[str, tuple[int, ...]], dict[str, str]]:
-    """One streaming pass: moment accumulators per grouping and layer, the layers' channel-major output
-    shapes and their layouts.
+    description: str = "recording",
+    images: Sequence[int] | None = None,
+) -> tuple[dict[str, dict[str, Moments]], dict[str, tuple[int, ...]], dict[str, str]]:
+    """One streaming pass (over every image, or the ``images`` at these indices — a shard): (count, mean, m2)
+    per grouping and layer, the layers' channel-major output shapes and their layouts.
 
-    ``groupings`` defaults to ``{"category": category_grouping(stimuli)}``; folds and label permutations
-    are further groupings accumulated in the same pass.
+    ``groupings`` defaults to ``{"category": category_grouping(stimuli)}``; folds and label permutations are
+    further groupings accumulated in the same pass.
     """
     groupings = groupings or {"category": category_grouping(stimuli)}
-    labels = {name: torch.from_numpy(grouping.labels) for name, grouping in groupings.items()}
-    accumulators: Accumulators = {name: {} for name in groupings}
+    members = np.concatenate([membership(grouping.labels, grouping.n_groups) for grouping in groupings.values()], 1)
+    accumulators: dict[str, MomentAccumulator] = {}
+    finite = FiniteCheck(model.name, stimuli)
     shapes: dict[str, tuple[int, ...]] = {}
     layouts: dict[str, str] = {}
     for outputs, indices, recorder in stream_layers(
@@ -98,29 +141,57 @@ def record_moments(
         workers=workers,
         allow_tf32=allow_tf32,
         progress=progress,
+        description=description,
+        images=images,
     ):
+        rows = members[indices.numpy()]
         for layer, values in outputs.items():
-            _check_finite(values, layer, model, stimuli, indices)
-            values = values.to(torch.float64)
-            for name, grouping in groupings.items():
-                if layer not in accumulators[name]:
-                    accumulators[name][layer] = MomentAccumulator(grouping.n_groups, values.shape[1], device)
-                accumulators[name][layer].update(values, labels[name][indices])
+            finite.add(layer, values, indices)
+            if layer not in accumulators:
+                accumulators[layer] = MomentAccumulator(members.shape[1], values.shape[1], device)
+            accumulators[layer].update_members(values, rows)
         shapes, layouts = recorder.shapes, dict(recorder.layouts)
-    return accumulators, shapes, layouts
+    finite.check()
+    return _split(accumulators, groupings), shapes, layouts
 
 
-def _check_finite(
-    values: torch.Tensor, layer: str, model: LoadedModel, stimuli: StimulusSet, indices: torch.Tensor
-) -> None:
-    """A one-line error naming the layer and an image when a layer outputs inf or NaN."""
-    finite = torch.isfinite(values).all(dim=1)
-    if not bool(finite.all()):
-        image = stimuli.items()[int(indices[~finite.cpu()][0])][0]
-        raise NetflocError(
-            f"layer {layer} of model {model.name} outputs inf or NaN (first for {image}); check the model's weights "
-            "and preprocessing"
-        )
+def _split(accumulators: dict[str, MomentAccumulator], groupings: dict[str, Grouping]) -> dict[str, dict[str, Moments]]:
+    """Per grouping and layer, the rows of the stacked accumulator that belong to it."""
+    split: dict[str, dict[str, Moments]] = {name: {} for name in groupings}
+    for layer, accumulator in accumulators.items():
+        count, mean, m2 = accumulator.numpy()
+        start = 0
+        for name, grouping in groupings.items():
+            rows = slice(start, start + grouping.n_groups)
+            split[name][layer] = (count[rows], mean[rows], m2[rows])
+            start += grouping.n_groups
+    return split
+
+
+class FiniteCheck:
+    """A one-line error naming the layer and an image when a layer outputs inf or NaN: at once on the CPU, at
+    the end of the pass on a GPU (reading the verdict back per batch would stall the device)."""
+
+    def __init__(self, model: str, stimuli: StimulusSet) -> None:
+        self.model = model
+        self.stimuli = stimuli
+        self.pending: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+
+    def add(self, layer: str, values: torch.Tensor, indices: torch.Tensor) -> None:
+        self.pending.append((layer, torch.isfinite(values).all(dim=1), indices))
+        if values.device.type == "cpu":
+            self.check()
+
+    def check(self) -> None:
+        for layer, finite, indices in self.pending:
+            finite = finite.cpu()
+            if not bool(finite.all()):
+                image = self.stimuli.items()[int(indices[~finite][0])][0]
+                raise NetflocError(
+                    f"layer {layer} of model {self.model} outputs inf or NaN (first for {image}); check the model's "
+                    "weights and preprocessing"
+                )
+        self.pending.clear()
 
 
 def layer_units(shapes: dict[str, tuple[int, ...]], units: UnitsName) -> dict[str, int]:

@@ -27,6 +27,8 @@ class RunOptions:
     cross_validate: int = 0
     null: int = 0
     allow_tf32: bool = False
+    memory_budget: int | None = None
+    """Bytes the moments may take (None: 60% of the device's free memory)."""
     progress: bool = True
 
     def stream_kwargs(self) -> dict[str, Any]:

@@ -69,6 +69,7 @@ def run_info(
             "null": options.null,
             "baseline": baseline,
             "allow_tf32": options.allow_tf32,
+            "memory_budget_bytes": options.memory_budget,
         },
         "seed": options.seed,
         "device": device_info(torch.device(options.device), options.allow_tf32),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from netfloc.analysis.consistency import layer_consistency
 from netfloc.analysis.controls import crossval_rows, fold_selections, null_rows, null_summary
@@ -20,7 +21,7 @@ from netfloc.files import atomic_directory, check_destination, check_not_inside
 from netfloc.models import load_model
 from netfloc.models.registry import labelled, random_spec
 from netfloc.moments.groupings import run_groupings
-from netfloc.moments.stream import check_memory, layer_units, record_moments
+from netfloc.moments.stream import layer_units, memory_budget, plan_passes
 from netfloc.pipeline.options import (
     RunOptions,
     check_options,
@@ -28,10 +29,20 @@ from netfloc.pipeline.options import (
     selectivity_settings,
 )
 from netfloc.pipeline.provenance import run_info
+from netfloc.pipeline.ray_executor import RayOptions, record_pass_ray, start_ray
+from netfloc.pipeline.shards import (
+    DEFAULT_SHARD_SIZE,
+    SHARDS_DIR,
+    ShardLedger,
+    ShardPlan,
+    close_partial,
+    open_partial,
+    record_pass,
+)
 from netfloc.progress import track
 from netfloc.recording.layers import expand_layers
 from netfloc.recording.layouts import TokensName, UnitsName
-from netfloc.recording.loader import probe_shapes, resolve_device
+from netfloc.recording.loader import default_workers, probe_shapes, resolve_device
 from netfloc.results import LayerResult, LocalizerResult
 from netfloc.results.run import results_folder_problem
 from netfloc.statistics import SelectivitySettings
@@ -54,8 +65,9 @@ def localize(
     batch_size: int = 32,
     device: str = "auto",
     allow_tf32: bool = False,
+    memory_budget: float | None = None,
     seed: int = 0,
-    workers: int = 0,
+    workers: int | None = None,
     skip_bad: bool = False,
     consistency: bool = False,
     cross_validate: int = 0,
@@ -63,6 +75,13 @@ def localize(
     baseline: str | None = None,
     out: str | Path | None = None,
     force: bool = False,
+    resume: bool = False,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    keep_shards: bool = False,
+    executor: str = "local",
+    address: str | None = None,
+    gpus_per_task: float = 0.0,
+    max_retries: int = 3,
     report: bool = False,
     progress: bool = True,
 ) -> LocalizerResult:
@@ -81,8 +100,11 @@ def localize(
             over the chosen tokens); ``tokens``: ``all``, ``patch`` or ``cls`` tokens of token layers
             (:mod:`netfloc.recording.layouts`).
         test, fdr, alpha, rule, top_percent: see :class:`~netfloc.statistics.SelectivitySettings`.
-        batch_size, device, workers: how images are fed (``device``: auto|cpu|cuda); ``allow_tf32`` lets CUDA
+        batch_size, device, workers: how images are fed (``device``: auto|cpu|cuda; ``workers``: decoding
+            processes, default 0 on the CPU and up to 8 on a GPU, pinned memory there); ``allow_tf32`` lets CUDA
             use TF32 (off by default: it changes float32 results).
+        memory_budget: GiB the moments may take (default 60% of the device's free memory); permutations that do
+            not fit are recorded in further passes over the images (:mod:`netfloc.moments.stream`).
         seed: seeds random weights, cross-validation folds and label permutations.
         skip_bad: skip unreadable/duplicate stimulus files instead of failing.
         consistency: also run the second pass for representational consistency across layers
@@ -91,30 +113,51 @@ def localize(
         null: P ≥ 1 label permutations as a null control, in the same pass (tables ``null``, ``null_summary``).
         baseline: ``"random"`` adds every model again with seeded random weights (label ``<name>-random``).
         out, force: when ``out`` is given, the results folder is written there (atomically).
+        resume, shard_size, keep_shards: with ``out``, passes over more than ``shard_size`` images are recorded
+            shard by shard and each finished shard is written to disk; ``resume`` continues an interrupted run
+            from its finished shards; ``keep_shards`` keeps them as ``OUT/shards`` (:mod:`netfloc.pipeline.shards`).
+        executor, address, gpus_per_task, max_retries: ``local`` (this process) or ``ray`` (shards as Ray tasks
+            on the cluster at ``address``; :mod:`netfloc.pipeline.ray_executor`).
         report: with ``out``, also write every analysis table, figure and ``report.html`` into it.
         progress: show progress bars on stderr.
     """
     started = time.perf_counter()
     settings = selectivity_settings(test, fdr, alpha, rule, top_percent)
+    torch_device = resolve_device(device)
+    workers = default_workers(torch_device) if workers is None else workers
     check_options(units, tokens, batch_size, workers, cross_validate, null, baseline, rule)
     specs = _model_specs(models, baseline)
+    if shard_size < 1:
+        raise NetflocError(f"--shard-size must be at least 1 image, not {shard_size}")
+    if resume and out is None:
+        raise NetflocError("--resume continues the run of an --out folder; pass --out")
+    ray = _executor(executor, out, gpus_per_task, max_retries)
     if out is not None:
         check_destination(Path(out), force, results_folder_problem)
+    if memory_budget is not None and memory_budget <= 0:
+        raise NetflocError(f"--memory-budget must be a positive number of GiB, not {memory_budget}")
     options = RunOptions(
-        units, tokens, batch_size, resolve_device(device), workers, seed, consistency, cross_validate, null,
-        allow_tf32, progress,
+        units, tokens, batch_size, torch_device, workers, seed, consistency, cross_validate, null,
+        allow_tf32, None if memory_budget is None else int(memory_budget * 2**30), progress,
     )  # fmt: skip
     stimulus_set = (
         stimuli if isinstance(stimuli, StimulusSet) else load_stimulus_set(stimuli, categories, skip_bad=skip_bad)
     )
     check_stimuli_for_options(stimulus_set, cross_validate)
+    partial = None
     if out is not None:
         check_not_inside(Path(out), stimulus_set.root, "stimuli")
+        partial = open_partial(Path(out), force, resume)
     results: list[LayerResult] = []
     model_infos: list[dict[str, Any]] = []
     tables: dict[str, list[pd.DataFrame]] = {}
     for spec in specs:
-        layer_results, info, model_tables = localize_model(spec, stimulus_set, layers, settings, options)
+        folder = partial / SHARDS_DIR / labelled(spec)[0] if partial is not None else None
+        plan = ShardPlan(folder, shard_size, resume)
+        ray_options = RayOptions(address, gpus_per_task, max_retries) if ray else None
+        layer_results, info, model_tables = localize_model(
+            spec, stimulus_set, layers, settings, options, plan, ray_options
+        )
         results.extend(layer_results)
         model_infos.append(info)
         for name, table in model_tables.items():
@@ -126,12 +169,20 @@ def localize(
     info["tables"] = list(merged)
     result = LocalizerResult(results, info, merged)
     if out is not None:
-        save_run(result, out, force, report)
+        save_run(result, out, force, report, partial, keep_shards)
     return result
 
 
-def save_run(result: LocalizerResult, out: str | Path, force: bool = False, report: bool = False) -> Path:
-    """Write ``result``'s folder atomically and, with ``report``, its tables, figures and ``report.html``."""
+def save_run(
+    result: LocalizerResult,
+    out: str | Path,
+    force: bool = False,
+    report: bool = False,
+    partial: Path | None = None,
+    keep_shards: bool = False,
+) -> Path:
+    """Write ``result``'s folder atomically and, with ``report``, its tables, figures and ``report.html``; the
+    shards of an unfinished-run folder ``partial`` are then kept as ``OUT/shards`` or dropped."""
     out = Path(out)
     with atomic_directory(out, force, results_folder_problem) as staging:
         result.write(staging)
@@ -139,7 +190,28 @@ def save_run(result: LocalizerResult, out: str | Path, force: bool = False, repo
             from netfloc.report import write_report
 
             write_report(staging, result)
+        if partial is not None:
+            close_partial(partial, staging, keep_shards)
     return out
+
+
+def _executor(executor: str, out: str | Path | None, gpus_per_task: float, max_retries: int) -> bool:
+    """Whether the run uses Ray, after checking the executor options."""
+    if executor not in ("local", "ray"):
+        raise NetflocError(f"--executor must be local or ray, not {executor!r}")
+    if gpus_per_task < 0 or max_retries < 0:
+        raise NetflocError("--gpus-per-task and --max-retries must be 0 or more")
+    if executor == "ray" and out is None:
+        raise NetflocError("--executor ray needs --out on storage every Ray worker shares: its shards are files")
+    return executor == "ray"
+
+
+def pass_description(index: int, passes: list[dict]) -> str:
+    """What a pass over the images records, for its progress bar."""
+    if len(passes) == 1:
+        return "recording"
+    permutations = [int(name[4:]) for name in passes[index] if name.startswith("null")]
+    return f"recording pass {index + 1}/{len(passes)} (permutations {permutations[0] + 1}-{permutations[-1] + 1})"
 
 
 def _model_specs(models: str | Sequence[str], baseline: str | None) -> list[str]:
@@ -162,32 +234,52 @@ def localize_model(
     layers: Sequence[str] | None,
     settings: SelectivitySettings,
     options: RunOptions,
+    plan: ShardPlan | None = None,
+    ray_options: RayOptions | None = None,
 ) -> tuple[list[LayerResult], dict[str, Any], dict[str, pd.DataFrame]]:
-    """One model: its layer results, its run.json entry and its run-level tables."""
+    """One model: its layer results, its run.json entry and its run-level tables (its passes sharded as ``plan``
+    says, as Ray tasks with ``ray_options``)."""
     tic = time.perf_counter()
     model = load_model(spec, seed=options.seed)
     layer_paths = expand_layers(model, layers)
     groupings = run_groupings(stimuli, options.cross_validate, options.null, options.seed)
     shapes = probe_shapes(model, layer_paths, stimuli, options.units, options.tokens)
-    check_memory(model.name, layer_units(shapes, options.units), groupings, options.batch_size, options.device)
+    budget = memory_budget(torch.device(options.device), options.memory_budget)
+    passes = plan_passes(model.name, layer_units(shapes, options.units), groupings, options.batch_size, budget)
     loaded = time.perf_counter()
-    accumulators, shapes, layouts = record_moments(model, layer_paths, stimuli, groupings, **options.stream_kwargs())
-    recorded = time.perf_counter()
     categories = list(stimuli.categories)
     results, crossval, null, folds = [], [], [], {}
-    for name in track(list(layer_paths), f"{model.name}: statistics", enabled=options.progress):
-        moments = accumulators["category"].pop(name).numpy()
-        result = LayerResult.from_moments(
-            model.name, name, layer_paths[name], categories, shapes[name], options.units, moments, settings
-        )
-        results.append(result)
-        if options.cross_validate:
-            fold_moments = accumulators["folds"].pop(name).numpy()
-            folds[name] = fold_selections(fold_moments, len(categories), options.cross_validate, settings)
-            crossval += crossval_rows(model.name, name, categories, fold_moments, folds[name], settings)
-        if options.null:
-            permutations = [accumulators[f"null{index}"].pop(name).numpy() for index in range(options.null)]
+    recording = statistics = 0.0
+    plan, ledger = plan or ShardPlan(None), ShardLedger()
+    for index, chosen in enumerate(passes):
+        tic_pass = time.perf_counter()
+        description = pass_description(index, passes)
+        if ray_options is None:
+            moments, shapes, layouts = record_pass(
+                model, stimuli, layer_paths, chosen, options.stream_kwargs(), plan, ledger, description
+            )
+        else:
+            stream = {**options.stream_kwargs(), "seed": options.seed}
+            moments, shapes, layouts = record_pass_ray(
+                start_ray(ray_options), ray_options, model, stimuli, layer_paths, chosen, stream, plan, ledger
+            )
+        recording += time.perf_counter() - tic_pass
+        tic_pass = time.perf_counter()
+        for name in track(list(layer_paths), f"{model.name}: statistics", enabled=options.progress):
+            if "category" in moments:
+                result = LayerResult.from_moments(
+                    model.name, name, layer_paths[name], categories, shapes[name], options.units,
+                    moments["category"].pop(name), settings,
+                )  # fmt: skip
+                results.append(result)
+            if "folds" in moments:
+                fold_moments = moments["folds"].pop(name)
+                folds[name] = fold_selections(fold_moments, len(categories), options.cross_validate, settings)
+                crossval += crossval_rows(model.name, name, categories, fold_moments, folds[name], settings)
+            permutations = [(int(group[4:]), moments[group].pop(name)) for group in chosen if group.startswith("null")]
             null += null_rows(model.name, name, categories, permutations, settings)
+        statistics += time.perf_counter() - tic_pass
+        del moments
     analysed = time.perf_counter()
     tables = {}
     if options.cross_validate:
@@ -210,6 +302,8 @@ def localize_model(
         "name": model.name,
         "spec": model.spec,
         "weights": model.weights,
+        "passes": len(passes),
+        "shards": {"computed": ledger.computed, "reused": ledger.reused},
         "layers": {
             name: {
                 "module": layer_paths[name],
@@ -221,8 +315,8 @@ def localize_model(
         },
         "timings_s": {
             "load": round(loaded - tic, 3),
-            "record": round(recorded - loaded, 3),
-            "statistics": round(analysed - recorded, 3),
+            "record": round(recording, 3),
+            "statistics": round(statistics, 3),
             "consistency": round(time.perf_counter() - analysed, 3),
         },
     }

@@ -5,12 +5,18 @@ that memory: torchvision's Bottleneck adds the residual into ``bn3``'s output in
 in-place ReLU three times. :class:`LayerRecorder` therefore reduces or copies every output inside the hook,
 before the forward pass goes on, and refuses modules that run more than once per forward pass.
 
+With ``truncate``, the forward pass stops as soon as every requested layer has run (a hook raises
+:class:`_ForwardDone`, which :meth:`LayerRecorder.record` catches), so recording early layers costs a fraction
+of a forward pass. Truncation would hide a module that runs again later in the pass, so a recorder that checks
+for modules running twice (the first batch, :func:`netfloc.recording.loader.probe_shapes`) runs untruncated.
+
 Every output must have the batch on its first axis (a sequence-first T×B×D output is refused, never
 recorded along the wrong axis); layouts and units are described in :mod:`netfloc.recording.layouts`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import torch
@@ -27,6 +33,10 @@ from netfloc.recording.layouts import (
     prefix_tokens,
     to_units,
 )
+
+
+class _ForwardDone(Exception):
+    """Raised by the last hook of a truncated forward pass to skip the rest of the network."""
 
 
 def first_tensor(output: object) -> torch.Tensor | None:
@@ -46,18 +56,25 @@ class LayerRecorder:
         layers: layer name -> module path (``dict(module.named_modules())`` key).
         units: ``element`` or ``channel``; ``tokens``: which tokens of ``NLC`` outputs count
             (:mod:`netfloc.recording.layouts`).
+        truncate: stop the forward pass once every layer has run (module docstring).
 
     After a forward pass, ``shapes`` holds each layer's channel-major output shape without the batch axis and
     ``layouts`` its native layout.
     """
 
     def __init__(
-        self, module: nn.Module, layers: Mapping[str, str], units: UnitsName = "element", tokens: TokensName = "all"
+        self,
+        module: nn.Module,
+        layers: Mapping[str, str],
+        units: UnitsName = "element",
+        tokens: TokensName = "all",
+        truncate: bool = False,
     ) -> None:
         modules = dict(module.named_modules())
         self.module = module
         self.units = units
         self.tokens = tokens
+        self.truncate = truncate
         self.targets = {name: modules[path] for name, path in layers.items()}
         self.paths = dict(layers)
         self.declared = {name: declared_layout(module, path) for name, path in layers.items()}
@@ -95,6 +112,8 @@ class LayerRecorder:
                     "is a tensor (see `netfloc layers`)"
                 )
             self._outputs[name] = self._units(name, tensor)
+            if self.truncate and len(self._outputs) == len(self.targets):
+                raise _ForwardDone
 
         return hook
 
@@ -121,7 +140,8 @@ class LayerRecorder:
         """Run one forward pass; return {layer: B×U tensor} for every hooked layer."""
         self._outputs = {}
         self._batch_size = batch.shape[0]
-        self.module(batch)
+        with contextlib.suppress(_ForwardDone):
+            self.module(batch)
         missing = [name for name in self.targets if name not in self._outputs]
         if missing:
             raise NetflocError(

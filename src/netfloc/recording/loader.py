@@ -7,7 +7,8 @@ accumulators, or a second pass over selected units) and dropped.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,18 @@ _OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
 
 
 class ImageDataset(Dataset):
-    """(preprocessed image, category index, image index) for every stimulus."""
+    """(preprocessed image, category index, image index) for every stimulus, or for those at ``indices``."""
 
-    def __init__(self, items: list[tuple[Path, int]], model: LoadedModel) -> None:
+    def __init__(self, items: list[tuple[Path, int]], model: LoadedModel, indices: Sequence[int] | None = None) -> None:
         self.items = items
         self.model = model
+        self.indices = range(len(items)) if indices is None else indices
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.indices)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int, int]:
+        index = self.indices[position]
         path, category = self.items[index]
         tensor = self.model.transform(read_image(path))
         if not isinstance(tensor, torch.Tensor):
@@ -43,6 +46,12 @@ class ImageDataset(Dataset):
                 "a transform must return a C×H×W tensor"
             )
         return tensor, category, index
+
+
+def default_workers(device: torch.device) -> int:
+    """Image-decoding worker processes: none on the CPU (they would compete with the forward pass for cores),
+    up to 8 on a GPU, where decoding is the bottleneck."""
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
 def resolve_device(device: str) -> torch.device:
@@ -92,18 +101,22 @@ def stream_layers(
     allow_tf32: bool = False,
     progress: bool = True,
     description: str = "recording",
+    images: Sequence[int] | None = None,
 ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, LayerRecorder]]:
-    """One pass over the stimuli: per batch, {layer: B×U tensor on ``device``}, the images' indices and
-    the recorder (whose ``shapes`` and ``layouts`` describe the layer outputs)."""
+    """One pass over the stimuli (or the ``images`` at these indices of ``stimuli.items()``): per batch,
+    {layer: B×U tensor on ``device``}, the images' indices and the recorder (whose ``shapes`` and ``layouts``
+    describe the layer outputs)."""
+    on_gpu = torch.device(device).type == "cuda"
     loader = DataLoader(
-        ImageDataset(stimuli.items(), model),
+        ImageDataset(stimuli.items(), model, images),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
         collate_fn=same_size_collate(model.name),
+        pin_memory=on_gpu,
     )
     module = model.module.to(device)
-    with LayerRecorder(module, layers, units, tokens) as recorder, tf32_mode(allow_tf32):
+    with LayerRecorder(module, layers, units, tokens, truncate=True) as recorder, tf32_mode(allow_tf32):
         batches = track(loader, f"{model.name}: {description}", total=len(loader), enabled=progress)
         while True:
             try:
@@ -112,7 +125,7 @@ def stream_layers(
                 return
             except NetflocError as error:
                 raise NetflocError(_worker_message(error)) from None
-            yield forward(recorder, images.to(device), model.name), indices, recorder
+            yield forward(recorder, images.to(device, non_blocking=on_gpu), model.name), indices, recorder
 
 
 def probe_shapes(

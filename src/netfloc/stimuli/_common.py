@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path, PurePosixPath
 
@@ -53,12 +52,6 @@ def save_png(pixels: np.ndarray, path: Path) -> None:
     Image.fromarray(pixels).save(path, format="PNG")
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def safe_join(root: Path, relative: str, where: str) -> Path:
     """``root / relative`` for a POSIX relative path that stays inside ``root``; else NetflocError.
 
@@ -80,8 +73,3 @@ def safe_join(root: Path, relative: str, where: str) -> Path:
     if not target.resolve().is_relative_to(root.resolve()):
         raise NetflocError(f"refusing path {relative!r} in {where}: it resolves outside {root} (symbolic link?)")
     return target
-
-
-def is_nonempty_dir(path: Path) -> bool:
-    """True for an existing folder with at least one entry."""
-    return path.is_dir() and any(path.iterdir())

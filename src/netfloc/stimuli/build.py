@@ -16,9 +16,9 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from netfloc.errors import NetflocError
-from netfloc.files import atomic_directory, marker_owner
+from netfloc.files import atomic_directory, marker_owner, sha256_file
 from netfloc.progress import track
-from netfloc.stimuli._common import list_images, read_pixels, save_png, sha256_file
+from netfloc.stimuli._common import list_images, read_pixels, save_png
 from netfloc.stimuli.imagestats import equalize_luminance_contrast
 from netfloc.stimuli.scramble import SCRAMBLE_METHODS, ScrambleMethod, image_rng, scramble_image
 

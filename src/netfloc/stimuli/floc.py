@@ -23,8 +23,9 @@ import pooch
 from rich.console import Console
 
 from netfloc.errors import NetflocError, first_line
+from netfloc.files import sha256_file
 from netfloc.progress import track
-from netfloc.stimuli._common import safe_join, sha256_file
+from netfloc.stimuli._common import safe_join
 
 FLOC_REPOSITORY = "VPNL/fLoc"
 FLOC_COMMIT = "de6a26cc269a2c7075461a4c839bfd628f225c95"

@@ -1,0 +1,47 @@
+"""The bare forward pass that netfloc is measured against: the same model, preprocessing, stimulus checks and
+data loading as ``netfloc run``, no hooks, no statistics, nothing written.
+
+    python benchmarks/bare_forward.py --model SPEC --stimuli DIR [--batch-size 32] [--workers 0] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.utils.data import DataLoader
+
+from netfloc.models import load_model
+from netfloc.recording.loader import ImageDataset, same_size_collate
+from netfloc.stimuli import load_stimulus_set
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Bare forward pass of a model over a stimulus folder.")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--stimuli", required=True)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    model = load_model(args.model)
+    stimuli = load_stimulus_set(args.stimuli)
+    device = torch.device(args.device)
+    on_gpu = device.type == "cuda"
+    loader = DataLoader(
+        ImageDataset(stimuli.items(), model),
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        collate_fn=same_size_collate(model.name),
+        pin_memory=on_gpu,
+    )
+    module = model.module.to(device)
+    with torch.inference_mode():
+        for images, _, _ in loader:
+            module(images.to(device, non_blocking=on_gpu))
+    if on_gpu:
+        torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    main()

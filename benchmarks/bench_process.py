@@ -1,0 +1,122 @@
+"""netfloc as users meet it: whole processes timed from outside against the bare forward pass.
+
+Every measurement is a separate process run under ``/usr/bin/time`` (wall time and peak RSS, imports and
+stimulus checks included): ``netfloc run … --no-report`` against ``benchmarks/bare_forward.py`` (the same model,
+preprocessing and data loading, no hooks). Pairs alternate A/B ``--repeats`` times and the fastest of each
+counts, which damps the noise of a shared machine. Printed ratios (the table of issue 10):
+
+- run / bare forward (time) and peak RSS / the bare forward's
+- peak RSS with 32 vs 128 images per category (192 vs 768 images): memory must not grow with images
+- ``--layers <first layer>`` / full bare forward: the forward pass stops after the deepest requested layer
+- ``--null 20 --cross-validate 5`` / plain run
+- statistics phase / recording phase (from run.json timings)
+
+    python benchmarks/bench_process.py [--model torchvision:resnet50:random] [--layers stages] [--repeats 2]
+
+Stimuli: the study's six categories built from the fLoc images in ../shared/stimuli/floc (144 per category,
+864 images); without them the script exits with a message. Results go to stdout and ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FLOC = REPO.parent / "shared" / "stimuli" / "floc"
+NETFLOC = [sys.executable, "-c", "from netfloc.cli import main; main()"]
+
+
+def timed(command: list[str]) -> dict[str, float]:
+    """Wall seconds and peak RSS (GB) of one process, measured by /usr/bin/time."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        done = subprocess.run(
+            ["/usr/bin/time", "-f", "%e %M", "-o", report.name, *command], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-2000:]}")
+        seconds, kilobytes = report.read().split()[-2:]
+    return {"seconds": float(seconds), "peak_gb": int(kilobytes) / 2**20}
+
+
+def fastest(runs: list[dict[str, float]]) -> dict[str, float]:
+    return min(runs, key=lambda run: run["seconds"])
+
+
+def alternate(a: list[str], b: list[str], repeats: int) -> tuple[dict, dict]:
+    """A/B alternated ``repeats`` times; the fastest of each."""
+    first, second = [], []
+    for _ in range(repeats):
+        first.append(timed(a))
+        second.append(timed(b))
+    return fastest(first), fastest(second)
+
+
+def build_stimuli(root: Path, per_category: int) -> Path:
+    """The study's six categories from fLoc, ``per_category`` images each (built once, then reused)."""
+    out = root / f"paper-{per_category}"
+    if not (out / "manifest.csv").is_file():
+        command = [*NETFLOC, "stimuli", "build", "paper", "--floc", str(FLOC), "--out", str(out)]
+        subprocess.run([*command, "--per-category", str(per_category), "--force"], check=True, capture_output=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Whole-process benchmark of netfloc run against the bare forward.")
+    parser.add_argument("--model", default="torchvision:resnet50:random")
+    parser.add_argument("--layers", default="stages")
+    parser.add_argument("--first-layer", default="stem", help="The shallowest layer, for the truncation ratio.")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "netfloc-bench")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not FLOC.is_dir():
+        raise SystemExit(f"fLoc stimuli not found at {FLOC}; nothing to benchmark")
+    full, small, large = (build_stimuli(args.cache, n) for n in (144, 32, 128))
+    work = Path(tempfile.mkdtemp(prefix="netfloc-bench-"))
+
+    def run(stimuli: Path, name: str, layers: str, *extra: str) -> list[str]:
+        out = ["--out", str(work / name), "--force", "--no-report"]
+        return [*NETFLOC, "run", "--model", args.model, "--stimuli", str(stimuli), "--layers", layers, *out, *extra]
+
+    bare = [sys.executable, str(REPO / "benchmarks" / "bare_forward.py"), "--model", args.model, "--stimuli", str(full)]
+    bare_run, plain = alternate(bare, run(full, "plain", args.layers), args.repeats)
+    timings = json.loads((work / "plain" / "run.json").read_text())["models"][0]["timings_s"]
+    shallow = fastest([timed(run(full, "first", args.first_layer)) for _ in range(args.repeats)])
+    controls = timed(run(full, "controls", args.layers, "--null", "20", "--cross-validate", "5"))
+    few, many = timed(run(small, "few", args.layers)), timed(run(large, "many", args.layers))
+    ratios = {
+        "run / bare forward (time)": plain["seconds"] / bare_run["seconds"],
+        "peak RSS run / bare forward": plain["peak_gb"] / bare_run["peak_gb"],
+        "peak RSS 768 / 192 images": many["peak_gb"] / few["peak_gb"],
+        f"--layers {args.first_layer} / full bare forward": shallow["seconds"] / bare_run["seconds"],
+        "--null 20 --cross-validate 5 / plain run": controls["seconds"] / plain["seconds"],
+        "statistics / recording (run.json)": timings["statistics"] / timings["record"],
+    }
+    measured = {
+        "bare_forward": bare_run,
+        "run": plain,
+        "first_layer": shallow,
+        "null20_cv5": controls,
+        "192_images": few,
+        "768_images": many,
+        "run_timings_s": timings,
+    }
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"{args.model}, layers {args.layers}, 864 fLoc images, {machine}")
+    for name, value in measured.items():
+        print(f"  {name}: {value}")
+    for name, ratio in ratios.items():
+        print(f"{name:45s} {ratio:6.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "measured": measured, "ratios": ratios}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
