@@ -15,10 +15,12 @@ import pandas as pd
 
 from netfloc.analysis.consistency import layer_consistency
 from netfloc.analysis.controls import crossval_rows, fold_selections, null_rows, null_summary
+from netfloc.analysis.series import series_tables
 from netfloc.errors import NetflocError
 from netfloc.files import atomic_directory, check_destination, check_not_inside
 from netfloc.models import load_model
 from netfloc.models.registry import labelled, random_spec
+from netfloc.models.series import SeriesMember, check_checkpoints, expand_series, series_baselines
 from netfloc.moments.groupings import run_groupings
 from netfloc.moments.stream import check_memory, layer_units, record_moments
 from netfloc.pipeline.options import (
@@ -61,6 +63,8 @@ def localize(
     cross_validate: int = 0,
     null: int = 0,
     baseline: str | None = None,
+    series: str | Sequence[str] = (),
+    steps_from: str | Path | None = None,
     out: str | Path | None = None,
     force: bool = False,
     report: bool = False,
@@ -89,7 +93,11 @@ def localize(
             (:mod:`netfloc.analysis.consistency`; tables ``consistency``, ``consistency_summary``).
         cross_validate: F ≥ 2 runs the held-out localizer with F folds (table ``crossval``).
         null: P ≥ 1 label permutations as a null control, in the same pass (tables ``null``, ``null_summary``).
-        baseline: ``"random"`` adds every model again with seeded random weights (label ``<name>-random``).
+        baseline: ``"random"`` adds every model again with seeded random weights (label ``<name>-random``),
+            and each series once (``<LABEL>-random``).
+        series: checkpoint series ``LABEL=SPEC`` with a glob in the checkpoint part; every checkpoint is a model
+            labelled ``LABEL@STEP`` (:mod:`netfloc.models.series`; tables ``series``, ``series_stability``,
+            ``series_emergence``, :mod:`netfloc.analysis.series`). ``steps_from``: a CSV (checkpoint, step).
         out, force: when ``out`` is given, the results folder is written there (atomically).
         report: with ``out``, also write every analysis table, figure and ``report.html`` into it.
         progress: show progress bars on stderr.
@@ -97,9 +105,11 @@ def localize(
     started = time.perf_counter()
     settings = selectivity_settings(test, fdr, alpha, rule, top_percent)
     check_options(units, tokens, batch_size, workers, cross_validate, null, baseline, rule)
-    specs = _model_specs(models, baseline)
+    series = [series] if isinstance(series, str) else list(series)
+    specs, members = _model_specs(models, baseline, series, steps_from)
     if out is not None:
         check_destination(Path(out), force, results_folder_problem)
+    check_checkpoints(list(members.values()), seed, progress)
     options = RunOptions(
         units, tokens, batch_size, resolve_device(device), workers, seed, consistency, cross_validate, null,
         allow_tf32, progress,
@@ -115,6 +125,8 @@ def localize(
     tables: dict[str, list[pd.DataFrame]] = {}
     for spec in specs:
         layer_results, info, model_tables = localize_model(spec, stimulus_set, layers, settings, options)
+        if info["name"] in members:
+            info["series"] = members[info["name"]].info()
         results.extend(layer_results)
         model_infos.append(info)
         for name, table in model_tables.items():
@@ -123,8 +135,11 @@ def localize(
     if null:
         merged["null_summary"] = null_summary(merged["null"], alpha)
     info = run_info(model_infos, stimulus_set, settings, options, baseline, started)
-    info["tables"] = list(merged)
+    if series:
+        info["settings"] |= {"series": list(series), "steps_from": None if steps_from is None else str(steps_from)}
     result = LocalizerResult(results, info, merged)
+    result.tables.update(series_tables(result))
+    info["tables"] = list(result.tables)
     if out is not None:
         save_run(result, out, force, report)
     return result
@@ -142,18 +157,23 @@ def save_run(result: LocalizerResult, out: str | Path, force: bool = False, repo
     return out
 
 
-def _model_specs(models: str | Sequence[str], baseline: str | None) -> list[str]:
-    """The model specs to run (with random-weight baselines), each with a distinct label."""
-    specs = [models] if isinstance(models, str) else list(models)
-    if not specs:
-        raise NetflocError("no model given; pass at least one --model")
+def _model_specs(
+    models: str | Sequence[str], baseline: str | None, series: list[str], steps_from: str | Path | None
+) -> tuple[list[str], dict[str, SeriesMember]]:
+    """The model specs to run (the models, every checkpoint of the series, then the random-weight baselines), each
+    with a distinct label, and the series checkpoints by label."""
+    given = [models] if isinstance(models, str) else list(models)
+    members = {member.label: member for member in expand_series(series, steps_from)}
+    if not given and not members:
+        raise NetflocError("no model given; pass at least one --model or --series")
+    specs = given + [member.spec for member in members.values()]
     if baseline == "random":
-        specs += [random_spec(spec) for spec in specs]
+        specs += [random_spec(spec) for spec in given] + series_baselines(series)
     labels = [labelled(spec)[0] for spec in specs]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise NetflocError(f"two models share the label {repeated[0]!r}; name them with LABEL=SPEC")
-    return specs
+    return specs, members
 
 
 def localize_model(
