@@ -5,7 +5,9 @@ columns ``model, layer, category, measure, value``; tables that compare two mode
 model_b`` in place of ``model``. Layers keep each model's depth order; two models are compared layer by
 layer *by name* (the model catalogs give corresponding points of different networks the same names), and a
 layer that only one of the two models has is skipped. Model pairs are taken in the run's model order
-(``itertools.combinations``), and differences are always "model_a − model_b".
+(``itertools.combinations``), and differences are always "model_a − model_b". Two checkpoints of one series
+(labels ``LABEL@STEP`` with the same LABEL, :func:`checkpoint_of`) are not paired: how a series changes is the
+subject of :mod:`netfloc.analysis.series`.
 
 A value that is undefined is NaN (written as an empty CSV cell): e.g. the median CSI of a category
 without selective units, or the test statistics of a Mann–Whitney test with an empty sample.
@@ -20,6 +22,7 @@ Tables
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -46,6 +49,8 @@ PAIR_COLUMNS = ["model_a", "model_b", "layer", "category", "measure", "value"]
 TEST_COLUMNS = ["model_a", "model_b", "layer", "category", "measure", "n_a", "n_b", "u", "p", "rank_biserial"]
 #: Label suffix of a model's random-weight baseline (``--baseline random``: ``resnet50`` -> ``resnet50-random``).
 RANDOM_SUFFIX = "-random"
+#: The label of a checkpoint of a series, ``LABEL@STEP`` (``netfloc run --series``).
+CHECKPOINT_LABEL = re.compile(r"^(.+)@(\d+)$")
 #: Coverage of the confidence intervals of proportions.
 CONFIDENCE = 0.95
 #: File stem -> table function, in the order the report shows them.
@@ -85,12 +90,23 @@ def baseline_pairs(models: Sequence[str]) -> list[tuple[str, str]]:
     return [(model, f"{model}{RANDOM_SUFFIX}") for model in models if f"{model}{RANDOM_SUFFIX}" in models]
 
 
+def checkpoint_of(model: str) -> tuple[str, int] | None:
+    """``(series, step)`` of a checkpoint label ``LABEL@STEP``; None for any other label."""
+    match = CHECKPOINT_LABEL.match(model)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
 def model_pairs(
     result: LocalizerResult, pairs: Iterable[tuple[str, str]] | None = None
 ) -> Iterator[tuple[LayerResult, LayerResult]]:
     """``(layer of model_a, layer of model_b)`` for every layer name both models have, for each of ``pairs``
-    of model labels (default: every two models, in the run's order)."""
-    for model_a, model_b in itertools.combinations(result.models, 2) if pairs is None else pairs:
+    of model labels (default: every two models, in the run's order, but two checkpoints of one series)."""
+    if pairs is None:
+        series = {model: (checkpoint_of(model) or (None,))[0] for model in result.models}
+        pairs = [
+            (a, b) for a, b in itertools.combinations(result.models, 2) if series[a] is None or series[a] != series[b]
+        ]
+    for model_a, model_b in pairs:
         by_name = {layer.layer: layer for layer in model_layers(result, model_b)}
         for layer_a in model_layers(result, model_a):
             if layer_a.layer in by_name:

@@ -64,6 +64,13 @@ def run(
     ] = None,
     null: Annotated[int | None, typer.Option(help="P label permutations as a null control (same pass).")] = None,
     baseline: Annotated[str | None, typer.Option(help="random: also run every model with random weights.")] = None,
+    series: Annotated[
+        list[str] | None,
+        typer.Option(help="LABEL=SPEC with a glob for the checkpoints: one model per file, LABEL@STEP. Repeatable."),
+    ] = None,
+    steps_from: Annotated[
+        Path | None, typer.Option(help="CSV (checkpoint, step): the steps of --series files.")
+    ] = None,
     force: Annotated[
         bool | None, typer.Option("--force/--no-force", help="Replace an existing results folder.")
     ] = None,
@@ -109,6 +116,8 @@ def run(
             "cross_validate": cross_validate,
             "null": null,
             "baseline": baseline,
+            "series": split_list(series),
+            "steps_from": steps_from,
             "force": force,
             "resume": resume,
             "shard_size": shard_size,
@@ -120,9 +129,11 @@ def run(
             "report": report,
         }
         options = merge_options(load_config(config) if config else {}, flags)
-        for required in ("model", "stimuli", "out"):
+        for required in ("stimuli", "out"):
             if not options[required]:
                 raise NetflocError(f"--{required} is required (as a flag or in the --config file)")
+        if not options["model"] and not options["series"]:
+            raise NetflocError("--model or --series is required (as a flag or in the --config file)")
         result = localize(options.pop("model"), options.pop("stimuli"), progress=True, **options)
         _print_summary(result.summary)
         err_console.print(f"results written to {options['out']}")

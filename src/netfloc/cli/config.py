@@ -1,8 +1,9 @@
 """TOML config files for ``netfloc run``: any flag can be a key (``batch-size`` or ``batch_size``).
 
 Flags given on the command line override the file; the file overrides the built-in defaults. List options
-(``model``, ``layers``, ``categories``) take a TOML list or a comma-separated string. Relative ``stimuli``
-and ``out`` paths are relative to the config file's folder, so a study folder can carry its own config.
+(``model``, ``layers``, ``categories``, ``series``) take a TOML list or a comma-separated string. Relative
+``stimuli``, ``out`` and ``steps-from`` paths are relative to the config file's folder, so a study folder can carry
+its own config (model and series specs are not rewritten).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ RUN_DEFAULTS: dict[str, Any] = {
     "cross_validate": 0,
     "null": 0,
     "baseline": None,
+    "series": [],
+    "steps_from": None,
     "force": False,
     "resume": False,
     "shard_size": 256,
@@ -70,6 +73,7 @@ KEY_TYPES: dict[str, type] = {
     "cross_validate": int,
     "null": int,
     "baseline": str,
+    "steps_from": str,
     "force": bool,
     "resume": bool,
     "shard_size": int,
@@ -80,9 +84,9 @@ KEY_TYPES: dict[str, type] = {
     "max_retries": int,
     "report": bool,
 }
-LIST_KEYS = ("model", "layers", "categories")
+LIST_KEYS = ("model", "layers", "categories", "series")
 #: Paths in a config file are relative to the file's folder.
-PATH_KEYS = ("stimuli", "out")
+PATH_KEYS = ("stimuli", "out", "steps_from")
 
 
 def split_list(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:

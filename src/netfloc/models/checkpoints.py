@@ -92,11 +92,16 @@ def load_into(module: nn.Module, state_dict: dict[str, torch.Tensor], source: st
         ) from None
     problems = []
     if result.missing_keys:
-        problems.append(f"missing {len(result.missing_keys)} keys (e.g. {result.missing_keys[0]})")
+        problems.append(f"missing {len(result.missing_keys)} keys (e.g. {_first(result.missing_keys)})")
     if result.unexpected_keys:
-        problems.append(f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[0]})")
+        problems.append(f"{len(result.unexpected_keys)} unexpected keys (e.g. {_first(result.unexpected_keys)})")
     if problems:
         raise NetflocError(
             f"weights in {source} do not fit the architecture: {'; '.join(problems)}; "
             "check that the checkpoint belongs to this model"
         )
+
+
+def _first(keys: list[str], count: int = 3) -> str:
+    """The first ``count`` keys, comma-separated, with "…" when there are more."""
+    return ", ".join(keys[:count]) + (", …" if len(keys) > count else "")

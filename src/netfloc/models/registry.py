@@ -3,8 +3,11 @@
 Spec forms (an optional ``LABEL=`` prefix names the model in outputs):
 
 - ``torchvision:NAME[:WEIGHTS|random|/path/checkpoint.pth]``
-- ``path/to/file.py:function``
+- ``path/to/file.py:function[@path/to/checkpoint.pt]`` (the function builds the module, the checkpoint's
+  state_dict is loaded into it)
 - a built-in name from :data:`BUILTINS` (``netfloc models`` lists them), ``NAME[:WEIGHTS]``.
+
+Labels may hold ``@`` (the checkpoints of a series are ``LABEL@STEP``, :mod:`netfloc.models.series`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from netfloc.models.base import LoadedModel, slugify
 from netfloc.models.torchvision_zoo import load_torchvision
 from netfloc.models.user import load_user_model
 
-_LABEL = re.compile(r"^([A-Za-z0-9._-]+)=(.+)$")
+_LABEL = re.compile(r"^([A-Za-z0-9._@-]+)=(.+)$")
+#: Spec prefixes whose weights come after a second colon (``PREFIX:NAME:WEIGHTS``).
+NAMED_PREFIXES = ("torchvision", "timm", "open_clip")
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def default_label(spec: str) -> str:
     """The output label of a spec without ``LABEL=``: ``torchvision:resnet50:random`` ->
     ``torchvision-resnet50-random``; checkpoint paths contribute their file stem."""
     parts = []
-    for part in spec.split(":"):
+    for part in spec.replace("@", ":").split(":"):
         parts.append(part.rsplit("/", 1)[-1].removesuffix(".py").removesuffix(".pth").removesuffix(".pt"))
     return slugify("-".join(part for part in parts if part))
 
@@ -73,8 +78,8 @@ def load_model(spec: str, seed: int = 0) -> LoadedModel:
         _, name, *rest = body.split(":", 2)
         return load_torchvision(name, rest[0] if rest else None, seed, label, spec)
     if ".py:" in body:
-        path, function = body.rsplit(":", 1)
-        return load_user_model(path, function, seed, label, spec)
+        path, function, checkpoint = split_file_spec(body)
+        return load_user_model(path, function, seed, label, spec, checkpoint)
     prefix, _, argument = body.partition(":")
     if prefix in _PREFIX_LOADERS:
         return _PREFIX_LOADERS[prefix](argument, seed, label, spec)
@@ -84,22 +89,49 @@ def load_model(spec: str, seed: int = 0) -> LoadedModel:
     prefixes = "".join(f"{prefix}:..., " for prefix in sorted(_PREFIX_LOADERS))
     raise NetflocError(
         f"unknown model spec {spec!r}: use torchvision:NAME[:WEIGHTS|random], {prefixes}"
-        f"path/to/file.py:function, or a built-in name ({known})"
+        f"path/to/file.py:function[@checkpoint], or a built-in name ({known})"
     )
+
+
+def split_file_spec(body: str) -> tuple[str, str, str | None]:
+    """``"m.py:build@ckpt/s_3.pt"`` -> ``("m.py", "build", "ckpt/s_3.pt")``; the checkpoint is None without ``@``."""
+    end = body.index(".py:") + len(".py")
+    function, at, checkpoint = body[end + 1 :].partition("@")
+    if at and not checkpoint:
+        raise NetflocError(f"model spec {body!r} ends with '@': give the checkpoint file after it, or drop the '@'")
+    return body[:end], function, checkpoint if at else None
+
+
+def split_weights(body: str) -> tuple[str, str] | None:
+    """``(head, weights)`` of a spec without ``LABEL=`` whose last part names weights, ``head + weights == body``:
+    ``file.py:fn@W``, ``torchvision:NAME:W`` (also ``timm``, ``open_clip``) or ``BUILTIN:W``; None when the spec
+    names no weights (``resnet50``, ``file.py:fn``)."""
+    if ".py:" in body:
+        path, function, checkpoint = split_file_spec(body)
+        return (f"{path}:{function}@", checkpoint) if checkpoint is not None else None
+    prefix, _, rest = body.partition(":")
+    if prefix in NAMED_PREFIXES:
+        name, colon, weights = rest.partition(":")
+        return (f"{prefix}:{name}:", weights) if colon and weights else None
+    return (f"{prefix}:", rest) if rest else None
 
 
 def random_spec(spec: str) -> str:
     """The spec of the same architecture with seeded random weights, labelled ``<label>-random``:
     ``resnet50`` -> ``resnet50-random=resnet50:random``, ``torchvision:alexnet`` ->
-    ``torchvision-alexnet-random=torchvision:alexnet:random``."""
+    ``torchvision-alexnet-random=torchvision:alexnet:random``. A file model with a checkpoint,
+    ``file.py:fn@ckpt.pt``, gets the module its function returns (seeded) without the checkpoint: ``file.py:fn``."""
     label, body = labelled(spec)
     if ".py:" in body:
-        raise NetflocError(
-            f"--baseline random cannot re-initialise the file model {spec!r}; add a random-weight variant yourself "
-            "as another --model"
-        )
+        path, function, checkpoint = split_file_spec(body)
+        if checkpoint is None:
+            raise NetflocError(
+                f"--baseline random cannot re-initialise the file model {spec!r}; add a random-weight variant "
+                "yourself as another --model, or give its weights as a checkpoint (file.py:function@weights.pt)"
+            )
+        return f"{label}-random={path}:{function}"
     prefix, _, rest = body.partition(":")
-    if prefix in ("torchvision", "timm", "open_clip"):
+    if prefix in NAMED_PREFIXES:
         parts = rest.split(":")
         body = f"{prefix}:{parts[0]}:random"
     else:

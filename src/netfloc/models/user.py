@@ -1,8 +1,10 @@
-"""``path/to/file.py:function`` models: a user function returning an ``nn.Module``.
+"""``path/to/file.py:function[@path/to/checkpoint.pt]`` models: a user function returning an ``nn.Module``.
 
 The function takes no arguments and returns either a module or ``(module, transform)`` where ``transform``
 maps a PIL RGB image to a C×H×W float tensor. Without a transform, ImageNet preprocessing is used.
-Random initialisation inside the function is seeded with ``--seed``.
+Random initialisation inside the function is seeded with ``--seed``. With ``@checkpoint`` the file's
+state_dict is read with ``torch.load(weights_only=True)`` (:mod:`netfloc.models.checkpoints`) and loaded
+strictly: every key of the module and no other, each with its shape.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from netfloc.models.base import (
     state_dict_sha256,
     top_level_preset,
 )
+from netfloc.models.checkpoints import load_into, load_state_dict_file
 from netfloc.models.torchvision_zoo import build_seeded, is_torchvision_resnet, resnet_catalog
 
 
-def load_user_model(path_text: str, function: str, seed: int, label: str, spec: str) -> LoadedModel:
-    """Import ``path_text`` and call ``function()`` to get the model (and optionally its transform)."""
+def load_user_model(
+    path_text: str, function: str, seed: int, label: str, spec: str, checkpoint: str | None = None
+) -> LoadedModel:
+    """Import ``path_text`` and call ``function()`` to get the model (and optionally its transform); load the
+    state_dict of ``checkpoint`` into it when one is given."""
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise NetflocError(f"model file {path} does not exist (model spec {spec!r})")
@@ -51,6 +57,7 @@ def load_user_model(path_text: str, function: str, seed: int, label: str, spec: 
         raise NetflocError(
             f"{path}:{function} returned {type(module).__name__}; it must return an nn.Module or (nn.Module, transform)"
         )
+    weights = _load_checkpoint(module, checkpoint) if checkpoint else {}
     module.eval()
     if is_torchvision_resnet(module):
         catalog, presets = resnet_catalog(module)
@@ -63,9 +70,17 @@ def load_user_model(path_text: str, function: str, seed: int, label: str, spec: 
         "function": function,
         "file_sha256": sha256_file(path),
         "seed": seed,
+        **weights,
         "state_sha256": state_dict_sha256(module),
     }
     return LoadedModel(label, spec, module, transform or imagenet_transform(), catalog, presets, default, identity)
+
+
+def _load_checkpoint(module: nn.Module, checkpoint: str) -> dict[str, str]:
+    """Load the state_dict of ``checkpoint`` into ``module`` strictly; returns the file's identity."""
+    path = Path(checkpoint).expanduser()
+    load_into(module, load_state_dict_file(path), str(path))
+    return {"checkpoint": str(path.resolve()), "checkpoint_sha256": sha256_file(path)}
 
 
 def _describe(error: Exception) -> str:

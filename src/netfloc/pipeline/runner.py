@@ -16,10 +16,12 @@ import torch
 
 from netfloc.analysis.consistency import layer_consistency
 from netfloc.analysis.controls import crossval_rows, fold_selections, null_rows, null_summary
+from netfloc.analysis.series import series_tables
 from netfloc.errors import NetflocError
 from netfloc.files import atomic_directory, check_destination, check_not_inside
 from netfloc.models import load_model
 from netfloc.models.registry import labelled, random_spec
+from netfloc.models.series import SeriesMember, check_checkpoints, expand_series, series_baselines
 from netfloc.moments.groupings import run_groupings
 from netfloc.moments.stream import layer_units, memory_budget, plan_passes
 from netfloc.pipeline.options import (
@@ -73,6 +75,8 @@ def localize(
     cross_validate: int = 0,
     null: int = 0,
     baseline: str | None = None,
+    series: str | Sequence[str] = (),
+    steps_from: str | Path | None = None,
     out: str | Path | None = None,
     force: bool = False,
     resume: bool = False,
@@ -111,7 +115,11 @@ def localize(
             (:mod:`netfloc.analysis.consistency`; tables ``consistency``, ``consistency_summary``).
         cross_validate: F ≥ 2 runs the held-out localizer with F folds (table ``crossval``).
         null: P ≥ 1 label permutations as a null control, in the same pass (tables ``null``, ``null_summary``).
-        baseline: ``"random"`` adds every model again with seeded random weights (label ``<name>-random``).
+        baseline: ``"random"`` adds every model again with seeded random weights (label ``<name>-random``),
+            and each series once (``<LABEL>-random``).
+        series: checkpoint series ``LABEL=SPEC`` with a glob in the checkpoint part; every checkpoint is a model
+            labelled ``LABEL@STEP`` (:mod:`netfloc.models.series`; tables ``series``, ``series_stability``,
+            ``series_emergence``, :mod:`netfloc.analysis.series`). ``steps_from``: a CSV (checkpoint, step).
         out, force: when ``out`` is given, the results folder is written there (atomically).
         resume, shard_size, keep_shards: with ``out``, passes over more than ``shard_size`` images are recorded
             shard by shard and each finished shard is written to disk; ``resume`` continues an interrupted run
@@ -126,7 +134,8 @@ def localize(
     torch_device = resolve_device(device)
     workers = default_workers(torch_device) if workers is None else workers
     check_options(units, tokens, batch_size, workers, cross_validate, null, baseline, rule)
-    specs = _model_specs(models, baseline)
+    series = [series] if isinstance(series, str) else list(series)
+    specs, members = _model_specs(models, baseline, series, steps_from)
     if shard_size < 1:
         raise NetflocError(f"--shard-size must be at least 1 image, not {shard_size}")
     if resume and out is None:
@@ -136,6 +145,7 @@ def localize(
         check_destination(Path(out), force, results_folder_problem)
     if memory_budget is not None and memory_budget <= 0:
         raise NetflocError(f"--memory-budget must be a positive number of GiB, not {memory_budget}")
+    check_checkpoints(list(members.values()), seed, progress)
     options = RunOptions(
         units, tokens, batch_size, torch_device, workers, seed, consistency, cross_validate, null,
         allow_tf32, None if memory_budget is None else int(memory_budget * 2**30), progress,
@@ -158,6 +168,8 @@ def localize(
         layer_results, info, model_tables = localize_model(
             spec, stimulus_set, layers, settings, options, plan, ray_options
         )
+        if info["name"] in members:
+            info["series"] = members[info["name"]].info()
         results.extend(layer_results)
         model_infos.append(info)
         for name, table in model_tables.items():
@@ -166,8 +178,11 @@ def localize(
     if null:
         merged["null_summary"] = null_summary(merged["null"], alpha)
     info = run_info(model_infos, stimulus_set, settings, options, baseline, started)
-    info["tables"] = list(merged)
+    if series:
+        info["settings"] |= {"series": list(series), "steps_from": None if steps_from is None else str(steps_from)}
     result = LocalizerResult(results, info, merged)
+    result.tables.update(series_tables(result))
+    info["tables"] = list(result.tables)
     if out is not None:
         save_run(result, out, force, report, partial, keep_shards)
     return result
@@ -214,18 +229,23 @@ def pass_description(index: int, passes: list[dict]) -> str:
     return f"recording pass {index + 1}/{len(passes)} (permutations {permutations[0] + 1}-{permutations[-1] + 1})"
 
 
-def _model_specs(models: str | Sequence[str], baseline: str | None) -> list[str]:
-    """The model specs to run (with random-weight baselines), each with a distinct label."""
-    specs = [models] if isinstance(models, str) else list(models)
-    if not specs:
-        raise NetflocError("no model given; pass at least one --model")
+def _model_specs(
+    models: str | Sequence[str], baseline: str | None, series: list[str], steps_from: str | Path | None
+) -> tuple[list[str], dict[str, SeriesMember]]:
+    """The model specs to run (the models, every checkpoint of the series, then the random-weight baselines), each
+    with a distinct label, and the series checkpoints by label."""
+    given = [models] if isinstance(models, str) else list(models)
+    members = {member.label: member for member in expand_series(series, steps_from)}
+    if not given and not members:
+        raise NetflocError("no model given; pass at least one --model or --series")
+    specs = given + [member.spec for member in members.values()]
     if baseline == "random":
-        specs += [random_spec(spec) for spec in specs]
+        specs += [random_spec(spec) for spec in given] + series_baselines(series)
     labels = [labelled(spec)[0] for spec in specs]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise NetflocError(f"two models share the label {repeated[0]!r}; name them with LABEL=SPEC")
-    return specs
+    return specs, members
 
 
 def localize_model(

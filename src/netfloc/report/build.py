@@ -5,11 +5,14 @@
     proportions.csv  specificity.csv  specificity_tests.csv  feature_maps.csv  overlap.csv  comparison.csv
     crossval_summary.csv      (with crossval.csv: held-out vs in-sample)
     baseline_comparison.csv   (with models X and X-random: trained vs random weights)
+    series.csv  series_stability.csv  series_emergence.csv   (with checkpoint series: training dynamics)
     figures/<name>.png, figures/<name>.svg
     report.html
 
 The validity controls a folder holds (``crossval.csv``, ``null_summary.csv``, models ``X`` and ``X-random``,
-``lesions/*_summary.csv`` from ``netfloc lesion``) each add a section to the report; absent ones add nothing.
+``lesions/*_summary.csv`` from ``netfloc lesion``) each add a section to the report; absent ones add nothing. So do
+the checkpoint series of ``netfloc run --series`` (:mod:`netfloc.report.series`), whose tables are recomputed from
+the units' files.
 
 Everything is first written to a hidden staging folder inside the results folder, then moved into place
 with ``report.html`` last (an old ``report.html`` is removed first): a failure leaves no report, or the
@@ -33,12 +36,14 @@ import pandas as pd
 
 from netfloc.analysis import run_tables as rt
 from netfloc.analysis import tables as tb
+from netfloc.analysis.series import series_tables
 from netfloc.errors import NetflocError
 from netfloc.files import atomic_directory
 from netfloc.report.control_figures import make_control_figures
 from netfloc.report.figures import make_figures
 from netfloc.report.findings import findings
 from netfloc.report.html import control_sections, render_report
+from netfloc.report.series import make_series_figures, series_findings, series_section
 from netfloc.results import LocalizerResult
 from netfloc.results.run import (
     LESION_DIR,
@@ -81,11 +86,13 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
     tables = tb.all_tables(result)
     summary = rt.consistency_summary(consistency) if consistency is not None else None
     controls = rt.read_controls(result, run_dir, tables["specificity"])
+    series = series_tables(result)
     written = tables | {
         name: frame
         for name, frame in zip(CONTROL_TABLES, (controls.crossval, controls.baseline), strict=True)
         if frame is not None
     }
+    written |= series
     staging = run_dir / f"{REPORT_STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
@@ -95,13 +102,14 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
         control_figures = make_control_figures(
             controls, result.models, tb.layer_order(result), tb.categories(result), staging / FIGURES_DIR
         )
+        series_figures = make_series_figures(series, tb.categories(result), staging / FIGURES_DIR)
         shown = tables | ({"consistency_summary": summary} if summary is not None else {})
         document = render_report(
             result.run_info,
-            findings(result, tables, summary, controls),
+            findings(result, tables, summary, controls) + series_findings(series),
             shown,
             figures,
-            control_sections(controls, control_figures),
+            series_section(series, series_figures) + control_sections(controls, control_figures),
         )
         (staging / REPORT_FILE).write_text(document, encoding="utf-8")
         _publish(staging, run_dir, [f"{name}.csv" for name in written])

@@ -254,7 +254,8 @@ def make_figures(
 ) -> list[FigureFile]:
     """Draw and save every figure that the data allow into ``folder``; returns them in report order.
 
-    The comparison figure needs two or more models, the density maps a ``C×H×W`` layer with element units,
+    The comparison figure needs a pair of models to compare (two checkpoints of one series are no such pair,
+    :func:`~netfloc.analysis.tables.model_pairs`), the density maps a ``C×H×W`` layer with element units,
     the consistency figures a ``consistency.csv``.
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -315,7 +316,7 @@ def make_figures(
                 "means for all categories have no preferred category and are not counted).",
             )
         )
-        if len(models) > 1:
+        if not tables["comparison"].empty:
             saved.append(
                 save_figure(
                     plot_comparison(tables["comparison"], models, layers, categories),

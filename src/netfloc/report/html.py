@@ -42,6 +42,9 @@ TABLE_TITLES = {
     "crossval_summary": "Cross-validated localizer: replication, and held-out vs in-sample CSI and d′",
     "null_summary": "Null control: family-wise rate of selective units under permuted labels",
     "baseline_comparison": "Trained vs random weights (two-proportion z test; a: trained, b: random weights)",
+    "series": "Selective units at every checkpoint of a series",
+    "series_stability": "Stability: Jaccard index of the selective units of consecutive checkpoints",
+    "series_emergence": "Emergence: first step from which the proportion stays above the null",
 }
 #: Anchor, title and introduction of each validity-control section, in report order.
 CONTROL_SECTIONS = {
@@ -86,9 +89,9 @@ class Section:
 
 
 def format_value(value: Any) -> str:
-    """A table cell as text: integers without decimals, other floats to 4 significant digits, NaN and None
+    """A table cell as text: integers without decimals, other floats to 4 significant digits, NaN, NA and None
     empty, dicts and lists as JSON."""
-    if value is None:
+    if value is None or value is pd.NA:
         return ""
     if isinstance(value, bool | np.bool_):
         return str(bool(value))

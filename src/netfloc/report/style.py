@@ -6,7 +6,9 @@ the Okabe–Ito palette (Okabe & Ito 2008, *Color Universal Design*), categories
 (Tol 2021, *Colour Schemes*, SRON/EPS/TN/09-002), maps viridis (sequential) and PuOr (diverging); a model
 has the same colour in every figure (:func:`model_colors`). A random-weight baseline ``X-random`` of a model
 ``X`` of the same run (``--baseline random``) takes a lighter tint of ``X``'s colour and, in line plots, a
-dashed line (:func:`model_linestyles`), so that trained and untrained versions read as a pair.
+dashed line (:func:`model_linestyles`), so that trained and untrained versions read as a pair. The checkpoints
+``LABEL@STEP`` of a series (``netfloc run --series``) share one colour, from a light tint at the first step to the
+full colour at the last (:data:`SERIES_TINT`), so that training reads as a gradient.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ STARS = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
 LINESTYLES = ("-", "--", ":", "-.")
 #: How far a baseline's colour is mixed towards white: ``rgb' = rgb + BASELINE_TINT · (1 − rgb)``.
 BASELINE_TINT = 0.5
+#: How far the first checkpoint of a series is mixed towards white (the last takes the full colour).
+SERIES_TINT = 0.75
 #: Line style of a random-weight baseline (trained models: solid).
 BASELINE_LINESTYLE = "--"
 #: Drop after the selective lesion, random-lesion drops, and the band behind the lesioned category.
@@ -71,18 +75,36 @@ class FigureFile:
     svg: Path
 
 
+def tint(color: str, amount: float) -> str:
+    """``color`` mixed towards white: ``rgb' = rgb + amount · (1 − rgb)``."""
+    rgb = np.array(to_rgb(color))
+    return to_hex(rgb + amount * (1.0 - rgb))
+
+
 def model_colors(models: Sequence[str]) -> dict[str, str]:
-    """Colour of each model: Okabe–Ito by position among the models that are not a baseline (cycles after 8);
-    a baseline ``X-random`` of a model ``X`` in ``models`` gets ``X``'s colour tinted by :data:`BASELINE_TINT`."""
+    """Colour of each model: Okabe–Ito by position among the models that are not a baseline (cycles after 8), the
+    checkpoints of a series counting as one, tinted from :data:`SERIES_TINT` (first step) to 0 (last step); a
+    baseline ``X-random`` of a model ``X`` in ``models`` gets ``X``'s colour tinted by :data:`BASELINE_TINT`."""
     trained_of = {untrained: trained for trained, untrained in tb.baseline_pairs(models)}
     own = [model for model in models if model not in trained_of]
-    colors = {model: OKABE_ITO[i % len(OKABE_ITO)] for i, model in enumerate(own)}
+    family = {model: (tb.checkpoint_of(model) or (model,))[0] for model in own}
+    base = {key: OKABE_ITO[i % len(OKABE_ITO)] for i, key in enumerate(dict.fromkeys(family.values()))}
+    steps: dict[str, list[int]] = {}
+    for model in own:
+        if (checkpoint := tb.checkpoint_of(model)) is not None:
+            steps.setdefault(checkpoint[0], []).append(checkpoint[1])
+    colors = {}
+    for model in own:
+        checkpoint = tb.checkpoint_of(model)
+        if checkpoint is None:
+            colors[model] = base[model]
+        else:
+            order = sorted(steps[checkpoint[0]])
+            rank = order.index(checkpoint[1]) / max(1, len(order) - 1)
+            colors[model] = tint(base[checkpoint[0]], SERIES_TINT * (1.0 - rank) if len(order) > 1 else 0.0)
 
     def color(model: str) -> str:
-        if model in colors:
-            return colors[model]
-        rgb = np.array(to_rgb(color(trained_of[model])))
-        return to_hex(rgb + BASELINE_TINT * (1.0 - rgb))
+        return colors[model] if model in colors else tint(color(trained_of[model]), BASELINE_TINT)
 
     return {model: color(model) for model in models}
 
