@@ -39,6 +39,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "baseline": None,
     "force": False,
     "report": True,
+    "responses": None,
 }
 #: The type every key must have in a config file (list keys also take a comma-separated string).
 KEY_TYPES: dict[str, type] = {
@@ -63,10 +64,11 @@ KEY_TYPES: dict[str, type] = {
     "baseline": str,
     "force": bool,
     "report": bool,
+    "responses": str,
 }
 LIST_KEYS = ("model", "layers", "categories")
 #: Paths in a config file are relative to the file's folder.
-PATH_KEYS = ("stimuli", "out")
+PATH_KEYS = ("stimuli", "out", "responses")
 
 
 def split_list(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:

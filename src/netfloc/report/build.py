@@ -9,7 +9,8 @@
     report.html
 
 The validity controls a folder holds (``crossval.csv``, ``null_summary.csv``, models ``X`` and ``X-random``,
-``lesions/*_summary.csv`` from ``netfloc lesion``) each add a section to the report; absent ones add nothing.
+``lesions/*_summary.csv`` from ``netfloc lesion``) each add a section to the report, and so does ``brain/brain.csv``
+from ``netfloc brain`` (:mod:`netfloc.report.brain`); absent ones add nothing.
 
 Everything is first written to a hidden staging folder inside the results folder, then moved into place
 with ``report.html`` last (an old ``report.html`` is removed first): a failure leaves no report, or the
@@ -35,6 +36,7 @@ from netfloc.analysis import run_tables as rt
 from netfloc.analysis import tables as tb
 from netfloc.errors import NetflocError
 from netfloc.files import atomic_directory
+from netfloc.report.brain import brain_section
 from netfloc.report.control_figures import make_control_figures
 from netfloc.report.figures import make_figures
 from netfloc.report.findings import findings
@@ -96,12 +98,14 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
             controls, result.models, tb.layer_order(result), tb.categories(result), staging / FIGURES_DIR
         )
         shown = tables | ({"consistency_summary": summary} if summary is not None else {})
+        sections = control_sections(controls, control_figures)
+        brain = brain_section(run_dir, staging / FIGURES_DIR)
         document = render_report(
             result.run_info,
             findings(result, tables, summary, controls),
             shown,
             figures,
-            control_sections(controls, control_figures),
+            [*sections, brain] if brain is not None else sections,
         )
         (staging / REPORT_FILE).write_text(document, encoding="utf-8")
         _publish(staging, run_dir, [f"{name}.csv" for name in written])

@@ -42,6 +42,7 @@ TABLE_TITLES = {
     "crossval_summary": "Cross-validated localizer: replication, and held-out vs in-sample CSI and d′",
     "null_summary": "Null control: family-wise rate of selective units under permuted labels",
     "baseline_comparison": "Trained vs random weights (two-proportion z test; a: trained, b: random weights)",
+    "brain/brain": "Brain comparison, averaged over subjects (every subject: brain/brain.csv)",
 }
 #: Anchor, title and introduction of each validity-control section, in report order.
 CONTROL_SECTIONS = {
