@@ -98,5 +98,5 @@ def test_help_is_instant_and_lists_every_command():
         capture_output=True,
         text=True,
     )
-    for command in ("run", "report", "compare", "study", "lesion", "layers", "models", "stimuli"):
+    for command in ("run", "report", "compare", "study", "lesion", "layers", "models", "stimuli", "brain"):
         assert command in done.stdout

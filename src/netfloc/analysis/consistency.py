@@ -62,10 +62,12 @@ def record_population_responses(
     populations: dict[Hashable, Population],
     stimuli: StimulusSet,
     folder: Path,
+    description: str = "second pass (consistency)",
     **stream: object,
 ) -> dict[Hashable, np.memmap]:
     """Second pass: write each population's responses to its images into an images × units float32 memmap in
-    ``folder`` (``stream``: the keyword arguments of :func:`netfloc.recording.loader.stream_layers`)."""
+    ``folder`` (``stream``: the keyword arguments of :func:`netfloc.recording.loader.stream_layers`; ``description``
+    labels the progress bar)."""
     arrays = {
         key: np.lib.format.open_memmap(
             folder / f"{index}.npy", mode="w+", dtype=np.float32, shape=(len(population.images), len(population.units))
@@ -73,9 +75,7 @@ def record_population_responses(
         for index, (key, population) in enumerate(populations.items())
     }
     needed = {population.layer: layers[population.layer] for population in populations.values()}
-    for outputs, image_indices, _ in stream_layers(
-        model, needed, stimuli, description="second pass (consistency)", **stream
-    ):
+    for outputs, image_indices, _ in stream_layers(model, needed, stimuli, description=description, **stream):
         rows = image_indices.numpy()
         for key, population in populations.items():
             kept = np.isin(rows, population.images)

@@ -142,7 +142,7 @@ def lesion_experiment(
     """
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
-    entry, given_spec = _model_entry(info, model, run_dir)
+    entry, given_spec = model_entry(info, model, run_dir)
     result = _layer_result(run_dir, entry, layer)
     if category not in result.categories:
         raise NetflocError(f"category {category!r} is not in run {run_dir}; categories: {', '.join(result.categories)}")
@@ -159,13 +159,13 @@ def lesion_experiment(
         raise NetflocError(f"--mode must be mean or zero, not {mode!r}")
     if n_random < 2:
         raise NetflocError(f"--random-lesions must be at least 2 (their spread is the yardstick), not {n_random}")
-    stimulus_set = _stimuli_of_run(info, stimuli, result.categories)
+    stimulus_set = stimuli_of_run(info, stimuli, result.categories)
     smallest = min(stimulus_set.counts)
     if not 2 <= n_folds <= smallest:
         raise NetflocError(
             f"--folds must lie between 2 and the smallest category's image count ({smallest}), not {n_folds}"
         )
-    loaded = _load_run_model(entry, given_spec, info.get("seed", 0))
+    loaded = load_run_model(entry, given_spec, info.get("seed", 0))
     embedding_path = _embedding_path(loaded, embedding)
     torch_device = resolve_device(device)
     grand_mean = (result.count[:, None] * result.mean.astype(np.float64)).sum(axis=0) / result.count.sum()
@@ -229,8 +229,8 @@ def lesion_summary(table: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def _model_entry(info: dict, model: str | None, run_dir: Path) -> tuple[dict, str | None]:
-    """The run.json entry of the model to lesion and the spec the user gave for it (None: a label or nothing).
+def model_entry(info: dict, model: str | None, run_dir: Path) -> tuple[dict, str | None]:
+    """The run.json entry of the chosen model and the spec the user gave for it (None: a label or nothing).
 
     ``model`` is a label of the run, or a model spec whose label (``LABEL=`` or the default label) names one."""
     names = [entry["name"] for entry in info["models"]]
@@ -253,10 +253,17 @@ def _layer_result(run_dir: Path, entry: dict, layer: str) -> LayerResult:
     return LayerResult.load(layer_file(run_dir, entry["name"], layer, run_dir / RUN_FILE))
 
 
-def _stimuli_of_run(info: dict, override: str | Path | None, categories: list[str]) -> StimulusSet:
-    root = Path(override) if override else Path(info["stimuli"]["root"])
+def stimuli_of_run(info: dict, override: str | Path | None, categories: list[str]) -> StimulusSet:
+    """The run's stimuli (or those at ``override``), checked against the digest run.json records."""
+    recorded = info.get("stimuli") or {}
+    if not isinstance(recorded.get("digest_sha256"), str) or not (override or isinstance(recorded.get("root"), str)):
+        raise NetflocError(
+            "run.json records no single stimulus folder (a merge of runs on different stimuli?); run the analysis on "
+            "one of the source runs"
+        )
+    root = Path(override) if override else Path(recorded["root"])
     stimuli = load_stimulus_set(root, categories, skip_bad=True)
-    if stimuli.digest() != info["stimuli"]["digest_sha256"]:
+    if stimuli.digest() != recorded["digest_sha256"]:
         raise NetflocError(
             f"the images in {root} differ from those of the run (stimulus digest mismatch); pass --stimuli with the "
             "run's images"
@@ -264,7 +271,7 @@ def _stimuli_of_run(info: dict, override: str | Path | None, categories: list[st
     return stimuli
 
 
-def _load_run_model(entry: dict, given: str | None, seed: int) -> LoadedModel:
+def load_run_model(entry: dict, given: str | None, seed: int) -> LoadedModel:
     """The run's model, from the spec the user gave or the one run.json records — never a Python file named by
     run.json, since a results folder is untrusted — with its state-dict SHA-256 checked against the run's
     before any layer is touched."""

@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from netfloc.cli.brain import app as brain_app
+from netfloc.cli.brain import run_responses
 from netfloc.cli.common import err_console, out_console, user_errors
 from netfloc.cli.config import load_config, merge_options, split_list
 from netfloc.cli.stimuli import app as stimuli_app
@@ -24,6 +26,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(stimuli_app, name="stimuli", help="Fetch, build, scramble and inspect stimulus sets.")
+app.add_typer(brain_app, name="brain")
 
 
 @app.command()
@@ -87,8 +90,11 @@ def run(
     max_retries: Annotated[int | None, typer.Option(help="Retries of a failed Ray task (default 3).")] = None,
     report: Annotated[bool | None, typer.Option("--report/--no-report", help="Tables, figures, report.html.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file with any of these options.")] = None,
+    responses: Annotated[
+        Path | None, typer.Option(help="Measured responses (.npz) instead of a model: voxels as units (README).")
+    ] = None,
 ) -> None:
-    """Localize category-selective units of one or more models."""
+    """Localize category-selective units of one or more models (or of measured responses)."""
     from netfloc.pipeline import localize
 
     with user_errors():
@@ -127,8 +133,15 @@ def run(
             "gpus_per_task": gpus_per_task,
             "max_retries": max_retries,
             "report": report,
+            "responses": responses,
         }
         options = merge_options(load_config(config) if config else {}, flags)
+        if options["responses"]:
+            result = run_responses(options)
+            _print_summary(result.summary)
+            err_console.print(f"results written to {options['out']}")
+            return
+        options.pop("responses")
         for required in ("stimuli", "out"):
             if not options[required]:
                 raise NetflocError(f"--{required} is required (as a flag or in the --config file)")

@@ -50,6 +50,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "gpus_per_task": 0.0,
     "max_retries": 3,
     "report": True,
+    "responses": None,
 }
 #: The type every key must have in a config file (list keys also take a comma-separated string).
 KEY_TYPES: dict[str, type] = {
@@ -83,10 +84,11 @@ KEY_TYPES: dict[str, type] = {
     "gpus_per_task": float,
     "max_retries": int,
     "report": bool,
+    "responses": str,
 }
 LIST_KEYS = ("model", "layers", "categories", "series")
 #: Paths in a config file are relative to the file's folder.
-PATH_KEYS = ("stimuli", "out", "steps_from")
+PATH_KEYS = ("stimuli", "out", "steps_from", "responses")
 
 
 def split_list(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:

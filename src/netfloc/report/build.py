@@ -10,9 +10,9 @@
     report.html
 
 The validity controls a folder holds (``crossval.csv``, ``null_summary.csv``, models ``X`` and ``X-random``,
-``lesions/*_summary.csv`` from ``netfloc lesion``) each add a section to the report; absent ones add nothing. So do
-the checkpoint series of ``netfloc run --series`` (:mod:`netfloc.report.series`), whose tables are recomputed from
-the units' files.
+``lesions/*_summary.csv`` from ``netfloc lesion``) each add a section to the report, and so does ``brain/brain.csv``
+from ``netfloc brain`` (:mod:`netfloc.report.brain`); absent ones add nothing. So do the checkpoint series of
+``netfloc run --series`` (:mod:`netfloc.report.series`), whose tables are recomputed from the units' files.
 
 Everything is first written to a hidden staging folder inside the results folder, then moved into place
 with ``report.html`` last (an old ``report.html`` is removed first): a failure leaves no report, or the
@@ -39,6 +39,7 @@ from netfloc.analysis import tables as tb
 from netfloc.analysis.series import series_tables
 from netfloc.errors import NetflocError
 from netfloc.files import atomic_directory
+from netfloc.report.brain import brain_section
 from netfloc.report.control_figures import make_control_figures
 from netfloc.report.figures import make_figures
 from netfloc.report.findings import findings
@@ -104,12 +105,14 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
         )
         series_figures = make_series_figures(series, tb.categories(result), staging / FIGURES_DIR)
         shown = tables | ({"consistency_summary": summary} if summary is not None else {})
+        sections = control_sections(controls, control_figures)
+        brain = brain_section(run_dir, staging / FIGURES_DIR)
         document = render_report(
             result.run_info,
             findings(result, tables, summary, controls) + series_findings(series),
             shown,
             figures,
-            series_section(series, series_figures) + control_sections(controls, control_figures),
+            series_section(series, series_figures) + ([*sections, brain] if brain is not None else sections),
         )
         (staging / REPORT_FILE).write_text(document, encoding="utf-8")
         _publish(staging, run_dir, [f"{name}.csv" for name in written])

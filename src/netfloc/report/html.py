@@ -45,6 +45,7 @@ TABLE_TITLES = {
     "series": "Selective units at every checkpoint of a series",
     "series_stability": "Stability: Jaccard index of the selective units of consecutive checkpoints",
     "series_emergence": "Emergence: first step from which the proportion stays above the null",
+    "brain/brain": "Brain comparison, averaged over subjects (every subject: brain/brain.csv)",
 }
 #: Anchor, title and introduction of each validity-control section, in report order.
 CONTROL_SECTIONS = {

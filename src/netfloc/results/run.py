@@ -50,6 +50,8 @@ SUMMARY_FILE = "selectivity.csv"
 RUN_FILE = "run.json"
 UNITS_DIR = "units"
 LESION_DIR = "lesions"
+#: ``netfloc brain``'s default output folder inside a run (tables, brain.json and figures/), read by the report.
+BRAIN_DIR = "brain"
 REPORT_STAGING_PREFIX = ".report-tmp-"
 
 
@@ -154,14 +156,23 @@ def _written_by_netfloc(relative: Path, path: Path) -> bool:
         return True
     if len(parts) == 1:
         if path.is_dir():
-            return parts[0] in SUBFOLDER_SUFFIXES
+            return parts[0] in SUBFOLDER_SUFFIXES or parts[0] == BRAIN_DIR
         return parts[0] in TOP_LEVEL_FILES or relative.suffix == ".csv"
+    if parts[0] == BRAIN_DIR:
+        return _written_by_brain(parts[1:], path)
     suffixes = SUBFOLDER_SUFFIXES.get(parts[0])
     if suffixes is None:
         return False
     if parts[0] == UNITS_DIR:
         return (len(parts) == 2 and path.is_dir()) or (len(parts) == 3 and path.is_file() and path.suffix == ".npz")
     return len(parts) == 2 and path.is_file() and path.suffix in suffixes
+
+
+def _written_by_brain(parts: tuple[str, ...], path: Path) -> bool:
+    """What ``netfloc brain`` writes in ``RUN_DIR/brain``: tables, brain.json, figures/ with PNG and SVG files."""
+    if len(parts) == 1:
+        return path.is_dir() if parts[0] == "figures" else path.is_file() and path.suffix in (".csv", ".json")
+    return len(parts) == 2 and parts[0] == "figures" and path.is_file() and path.suffix in (".png", ".svg")
 
 
 @dataclass
