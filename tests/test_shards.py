@@ -97,6 +97,9 @@ def test_a_sharded_run_equals_a_single_pass(stimuli, tmp_path):
         pd.testing.assert_frame_equal(sharded.tables[name], single.tables[name], atol=1e-9)
     assert len(list((tmp_path / "run" / "shards" / "planted_model-build").glob("*.npz"))) == 7
     assert not (tmp_path / ".run.partial").exists()
+    again = localize(SPEC, stimuli, out=tmp_path / "run", shard_size=5, force=True, **common)
+    assert again.run_info["models"][0]["shards"]["computed"] == 7, "a folder with kept shards is netfloc's"
+    assert not (tmp_path / "run" / "shards").exists()
 
 
 def netfloc(*args: str) -> list[str]:
@@ -135,3 +138,20 @@ def test_a_killed_run_resumes_from_its_finished_shards(stimuli, tmp_path):
             np.testing.assert_array_equal(a["selective"], b["selective"])
             np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-6)
     assert not (tmp_path / ".run.partial").exists()
+
+
+def test_the_incremental_merger_builds_the_level_by_level_tree():
+    """TreeMerger (local executor, ⌊log₂ n⌋ + 1 partial merges in memory) equals the pairwise levels the Ray
+    executor merges, byte for byte, for every shard count."""
+    from netfloc.moments.shards import _merge_two
+
+    rng = np.random.default_rng(4)
+    values = rng.normal(3.0, 1.0, (90, 6)).astype(np.float32)
+    labels = rng.integers(0, 4, 90)
+    for n in range(1, 10):
+        shards = [shard_moments(values, labels, *bounds) for bounds in shard_ranges(90, -(-90 // n))]
+        level = list(shards)
+        while len(level) > 1:
+            level = [_merge_two(*level[i : i + 2]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+        for a, b in zip(merge_tree(shards)["category"]["layer"], level[0]["category"]["layer"], strict=True):
+            assert a.tobytes() == b.tobytes()

@@ -80,7 +80,7 @@ def run(
     resume: Annotated[
         bool | None, typer.Option("--resume/--no-resume", help="Continue an interrupted run into the same --out.")
     ] = None,
-    shard_size: Annotated[int | None, typer.Option(help="Images per shard, the unit of work (default 256).")] = None,
+    shard_size: Annotated[int | None, typer.Option(help="Images per shard, the unit of work (default 1024).")] = None,
     keep_shards: Annotated[
         bool | None, typer.Option("--keep-shards/--no-keep-shards", help="Keep the shard moments as OUT/shards.")
     ] = None,

@@ -43,7 +43,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "steps_from": None,
     "force": False,
     "resume": False,
-    "shard_size": 256,
+    "shard_size": 1024,
     "keep_shards": False,
     "executor": "local",
     "address": None,

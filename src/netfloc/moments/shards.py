@@ -9,7 +9,9 @@ the settings that shape units and groups (units, tokens, folds, permutations, se
 
 Merging is a fixed binary tree over shard indices ((0,1), (2,3), … then their results, and so on) with Chan
 et al.'s (1979) formula, so the merged bytes depend only on the shards, never on the order in which they
-finished; they equal a single pass to float64 rounding (rtol 1e-12).
+finished; they equal a single pass to float64 rounding (rtol 1e-12). :class:`TreeMerger` builds the same tree
+while shards arrive in index order, holding at most ⌊log₂ n⌋ + 1 partial merges (a binary counter whose
+remaining partial sums are merged from the right at the end).
 """
 
 from __future__ import annotations
@@ -98,14 +100,33 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
     return n, mean, m2
 
 
+class TreeMerger:
+    """The fixed merge tree of :func:`merge_tree`, built incrementally from shards given in index order."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[int, ShardMoments]] = []
+
+    def add(self, shard: ShardMoments) -> None:
+        size = 1
+        while self.stack and self.stack[-1][0] == size:
+            _, left = self.stack.pop()
+            shard, size = _merge_two(left, shard), 2 * size
+        self.stack.append((size, shard))
+
+    def result(self) -> ShardMoments:
+        while len(self.stack) > 1:
+            _, right = self.stack.pop()
+            size, left = self.stack.pop()
+            self.stack.append((size, _merge_two(left, right)))
+        return self.stack[0][1]
+
+
 def merge_tree(shards: Sequence[ShardMoments]) -> ShardMoments:
     """All shards merged pairwise in a fixed binary tree over their order (module docstring)."""
-    level = list(shards)
-    while len(level) > 1:
-        level = [
-            _merge_two(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)
-        ]
-    return level[0]
+    merger = TreeMerger()
+    for shard in shards:
+        merger.add(shard)
+    return merger.result()
 
 
 def _merge_two(a: ShardMoments, b: ShardMoments) -> ShardMoments:

@@ -37,10 +37,11 @@ SHRINK_OPTIONS = (
 )
 
 
-def moments_bytes(units: dict[str, int], groupings: dict[str, Grouping], batch_size: int) -> int:
-    """Bytes the accumulators of ``groupings`` and one batch of outputs take (module docstring)."""
+def moments_bytes(units: dict[str, int], groupings: dict[str, Grouping], batch_size: int, copies: int = 1) -> int:
+    """Bytes the accumulators of ``groupings`` (``copies`` sets of them: a sharded pass also holds partial
+    merges) and one batch of outputs take (module docstring)."""
     groups = sum(grouping.n_groups for grouping in groupings.values())
-    accumulators = sum(groups * (16 * n + 8) for n in units.values())
+    accumulators = copies * sum(groups * (16 * n + 8) for n in units.values())
     batch = batch_size * (4 * sum(units.values()) + 3 * 8 * min(max(units.values(), default=0), CHUNK))
     return accumulators + batch
 
@@ -69,15 +70,22 @@ def memory_budget(device: torch.device, budget: int | None = None) -> int | None
 
 
 def plan_passes(
-    model: str, units: dict[str, int], groupings: dict[str, Grouping], batch_size: int, budget: int | None
+    model: str,
+    units: dict[str, int],
+    groupings: dict[str, Grouping],
+    batch_size: int,
+    budget: int | None,
+    copies: int = 1,
 ) -> list[dict[str, Grouping]]:
     """Groupings per pass over the images: the first holds every grouping that is not a permutation, and
-    permutations fill each pass up to ``budget`` bytes. A one-line error when even one permutation beside the
-    first pass's groupings does not fit."""
+    permutations fill each pass up to ``budget`` bytes (``copies``: see :func:`moments_bytes`). A one-line error
+    when even one permutation beside the first pass's groupings does not fit."""
     fixed = {name: grouping for name, grouping in groupings.items() if not name.startswith("null")}
     permutations = [name for name in groupings if name.startswith("null")]
-    needed = moments_bytes(units, fixed, batch_size)
-    smallest = moments_bytes(units, {**fixed, **{name: groupings[name] for name in permutations[:1]}}, batch_size)
+    needed = moments_bytes(units, fixed, batch_size, copies)
+    smallest = moments_bytes(
+        units, {**fixed, **{name: groupings[name] for name in permutations[:1]}}, batch_size, copies
+    )
     if budget is not None and smallest > budget:
         raise NetflocError(
             f"model {model}: the moments of {len(units)} layer(s) need {_size(smallest)} but the memory budget is "
@@ -85,7 +93,7 @@ def plan_passes(
         )
     if not permutations:
         return [fixed]
-    per_permutation = moments_bytes(units, {permutations[0]: groupings[permutations[0]]}, 0)
+    per_permutation = moments_bytes(units, {permutations[0]: groupings[permutations[0]]}, 0, copies)
     first = len(permutations) if budget is None else max(1, int((budget - needed) // per_permutation))
     later = (
         len(permutations)

@@ -40,6 +40,7 @@ from netfloc.pipeline.shards import (
     close_partial,
     open_partial,
     record_pass,
+    shard_copies,
 )
 from netfloc.progress import track
 from netfloc.recording.layers import expand_layers
@@ -265,12 +266,14 @@ def localize_model(
     groupings = run_groupings(stimuli, options.cross_validate, options.null, options.seed)
     shapes = probe_shapes(model, layer_paths, stimuli, options.units, options.tokens)
     budget = memory_budget(torch.device(options.device), options.memory_budget)
-    passes = plan_passes(model.name, layer_units(shapes, options.units), groupings, options.batch_size, budget)
+    plan, ledger = plan or ShardPlan(None), ShardLedger()
+    units = layer_units(shapes, options.units)
+    copies = 1 if ray_options else shard_copies(stimuli.n_images, plan)
+    passes = plan_passes(model.name, units, groupings, options.batch_size, budget, copies)
     loaded = time.perf_counter()
     categories = list(stimuli.categories)
     results, crossval, null, folds = [], [], [], {}
     recording = statistics = 0.0
-    plan, ledger = plan or ShardPlan(None), ShardLedger()
     for index, chosen in enumerate(passes):
         tic_pass = time.perf_counter()
         description = pass_description(index, passes)

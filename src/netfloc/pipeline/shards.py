@@ -22,13 +22,14 @@ from netfloc.errors import NetflocError
 from netfloc.files import STAGING_MARK
 from netfloc.models import LoadedModel
 from netfloc.moments.groupings import Grouping
-from netfloc.moments.shards import ShardMoments, merge_tree, read_shard, shard_id, shard_ranges, write_shard
+from netfloc.moments.shards import ShardMoments, TreeMerger, read_shard, shard_id, shard_ranges, write_shard
 from netfloc.moments.stream import record_moments
+from netfloc.results.run import SHARDS_DIR
 from netfloc.stimuli import StimulusSet
 
-#: Images per shard by default: minutes of CPU work for a ResNet-50, seconds on a GPU.
-DEFAULT_SHARD_SIZE = 256
-SHARDS_DIR = "shards"
+#: Images per shard by default: minutes of CPU work for a ResNet-50, seconds on a GPU; the study's 864 fLoc
+#: images are one shard (nothing is written for a single-shard pass).
+DEFAULT_SHARD_SIZE = 1024
 
 
 @dataclass
@@ -47,6 +48,13 @@ class ShardPlan:
     folder: Path | None
     shard_size: int = DEFAULT_SHARD_SIZE
     resume: bool = False
+
+
+def shard_copies(n_images: int, plan: ShardPlan) -> int:
+    """How many sets of moments a sharded pass holds at its peak: the shard being recorded plus the partial
+    merges of :class:`~netfloc.moments.shards.TreeMerger` (1 when the pass is not sharded)."""
+    n_shards = len(shard_ranges(n_images, plan.shard_size)) if plan.folder is not None else 1
+    return 1 if n_shards == 1 else n_shards.bit_length() + 1
 
 
 def pass_identity(
@@ -80,7 +88,7 @@ def record_pass(
         return record_moments(model, layers, stimuli, groupings, description=description, **stream)
     identity = pass_identity(model, stimuli, layers, groupings, stream)
     mark_partial(plan.folder)
-    shards, shapes, layouts = [], {}, {}
+    merger, shapes, layouts = TreeMerger(), {}, {}
     for index, (start, stop) in enumerate(ranges):
         name = shard_id(identity, start, stop)
         ledger.names.append(name)
@@ -98,8 +106,9 @@ def record_pass(
             extra = {"model": model.name, "images": [start, stop], "shapes": shapes, "layouts": layouts}
             write_shard(plan.folder, name, moments, extra)
             ledger.computed += 1
-        shards.append(moments)
-    return merge_tree(shards), shapes, layouts
+        merger.add(moments)
+        del moments
+    return merger.result(), shapes, layouts
 
 
 def partial_folder(out: Path) -> Path:

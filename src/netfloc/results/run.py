@@ -50,6 +50,7 @@ SUMMARY_FILE = "selectivity.csv"
 RUN_FILE = "run.json"
 UNITS_DIR = "units"
 LESION_DIR = "lesions"
+SHARDS_DIR = "shards"
 #: ``netfloc brain``'s default output folder inside a run (tables, brain.json and figures/), read by the report.
 BRAIN_DIR = "brain"
 REPORT_STAGING_PREFIX = ".report-tmp-"
@@ -131,7 +132,9 @@ def read_run_info(out: Path, *, staging: bool = False) -> dict[str, Any]:
 
 #: Where netfloc writes inside a results folder: top-level files, and files one level down in these folders.
 TOP_LEVEL_FILES = (RUN_FILE, SUMMARY_FILE, "report.html")
-SUBFOLDER_SUFFIXES = {UNITS_DIR: ".npz", "figures": (".png", ".svg"), LESION_DIR: ".csv"}
+SUBFOLDER_SUFFIXES = {"figures": (".png", ".svg"), LESION_DIR: (".csv",)}
+#: Folders with one sub-folder per model: the layer files, and the shards kept with ``--keep-shards``.
+MODEL_FOLDER_SUFFIXES = {UNITS_DIR: (".npz",), SHARDS_DIR: (".npz", ".json")}
 
 
 def results_folder_problem(out: Path) -> str | None:
@@ -156,15 +159,14 @@ def _written_by_netfloc(relative: Path, path: Path) -> bool:
         return True
     if len(parts) == 1:
         if path.is_dir():
-            return parts[0] in SUBFOLDER_SUFFIXES or parts[0] == BRAIN_DIR
+            return parts[0] in SUBFOLDER_SUFFIXES or parts[0] in MODEL_FOLDER_SUFFIXES or parts[0] == BRAIN_DIR
         return parts[0] in TOP_LEVEL_FILES or relative.suffix == ".csv"
     if parts[0] == BRAIN_DIR:
         return _written_by_brain(parts[1:], path)
-    suffixes = SUBFOLDER_SUFFIXES.get(parts[0])
-    if suffixes is None:
-        return False
-    if parts[0] == UNITS_DIR:
-        return (len(parts) == 2 and path.is_dir()) or (len(parts) == 3 and path.is_file() and path.suffix == ".npz")
+    if parts[0] in MODEL_FOLDER_SUFFIXES:
+        suffixes = MODEL_FOLDER_SUFFIXES[parts[0]]
+        return (len(parts) == 2 and path.is_dir()) or (len(parts) == 3 and path.is_file() and path.suffix in suffixes)
+    suffixes = SUBFOLDER_SUFFIXES.get(parts[0], ())
     return len(parts) == 2 and path.is_file() and path.suffix in suffixes
 
 
