@@ -25,7 +25,7 @@ from netfloc.errors import NetflocError
 from netfloc.models import LoadedModel
 from netfloc.moments.groupings import Grouping
 from netfloc.moments.shards import ShardMoments, merge_tree, read_shard, shard_id, shard_ranges, write_shard
-from netfloc.pipeline.shards import ShardLedger, ShardPlan, mark_partial, pass_identity
+from netfloc.pipeline.shards import ShardLedger, ShardPlan, mark_partial, pass_identity, shard_manifest
 from netfloc.stimuli import StimulusSet
 
 PROBE = ".netfloc-shared-storage"
@@ -74,8 +74,7 @@ def _shard_task(job: dict[str, Any], start: int, stop: int, name: str) -> str:
     moments, shapes, layouts = record_moments(
         model, job["layers"], stimuli, groupings, images=range(start, stop), **job["stream"]
     )
-    extra = {"model": model.name, "images": [start, stop], "shapes": shapes, "layouts": layouts}
-    write_shard(folder, name, moments, extra)
+    write_shard(folder, name, moments, shard_manifest(model.name, start, stop, shapes, layouts))
     return name
 
 
@@ -105,8 +104,8 @@ def record_pass_ray(
     mark_partial(plan.folder)
     (plan.folder.parent.parent / PROBE).write_text(socket.gethostname())
     identity = pass_identity(model, stimuli, layers, groupings, stream)
-    names = [shard_id(identity, start, stop) for start, stop in shard_ranges(stimuli.n_images, plan.shard_size)]
-    ranges = dict(zip(names, shard_ranges(stimuli.n_images, plan.shard_size), strict=True))
+    ranges = {shard_id(identity, *bounds): bounds for bounds in shard_ranges(stimuli.n_images, plan.shard_size)}
+    names = list(ranges)
     missing = [name for name in names if not (plan.resume and read_shard(plan.folder, name) is not None)]
     ledger.reused += len(names) - len(missing)
     ledger.computed += len(missing)

@@ -71,6 +71,11 @@ def pass_identity(
     }
 
 
+def shard_manifest(model: str, start: int, stop: int, shapes: dict, layouts: dict) -> dict[str, Any]:
+    """What a shard's manifest records beside its counts and checksum (read back on resume)."""
+    return {"model": model, "images": [start, stop], "shapes": shapes, "layouts": layouts}
+
+
 def record_pass(
     model: LoadedModel,
     stimuli: StimulusSet,
@@ -103,8 +108,7 @@ def record_pass(
             moments, shapes, layouts = record_moments(
                 model, layers, stimuli, groupings, description=label, images=range(start, stop), **stream
             )
-            extra = {"model": model.name, "images": [start, stop], "shapes": shapes, "layouts": layouts}
-            write_shard(plan.folder, name, moments, extra)
+            write_shard(plan.folder, name, moments, shard_manifest(model.name, start, stop, shapes, layouts))
             ledger.computed += 1
         merger.add(moments)
         del moments
