@@ -12,6 +12,7 @@ from scipy import stats
 import netfloc.statistics as st
 from netfloc import localize
 from netfloc.analysis.controls import clopper_pearson, null_summary
+from netfloc.statistics import selection
 
 from .planted_model import CATEGORIES, write_planted_stimuli
 
@@ -60,8 +61,11 @@ def test_null_control_passes_with_fdr(planted):
 
 
 def test_null_control_fails_when_fdr_is_removed(planted, monkeypatch):
-    monkeypatch.setattr(st, "fdr", lambda p, method="by": p)
-    monkeypatch.setattr(st, "fdr_reject", lambda t, df, alpha, method="by": st.two_sided_p(t, df) < alpha)
+    def raw_p(t, df):
+        return st.two_sided_p(t, df(np.arange(t.size)))
+
+    monkeypatch.setattr(selection, "fdr_q", lambda t, df, method="by": raw_p(t, df))
+    monkeypatch.setattr(selection, "fdr_reject", lambda t, df, alpha, method="by": raw_p(t, df) < alpha)
     table = null_table(planted)
     assert table["exceeds_alpha"].all(), "raw p-values over 516 units give a discovery in nearly every cell"
     assert (table["familywise_rate"] > 0.5).all()

@@ -41,7 +41,7 @@ def test_float32_jitter_of_a_constant_unit_is_never_a_difference():
 
 
 def test_the_old_tolerance_would_call_the_jitter_selective(monkeypatch):
-    monkeypatch.setattr(st, "ZERO_VARIANCE_RTOL", 1e-10)
+    monkeypatch.setattr(st.variance, "ZERO_VARIANCE_RTOL", 1e-10)
     found = st.selectivity(*constant_unit_moments(offset_ulps=2, jitter_ulps=1))
     assert found.selective[0, 0], "without a float32-aware tolerance the rounding noise is a 'difference'"
 
@@ -70,7 +70,7 @@ def test_memory_plan_counts_every_grouping():
     groupings = {"category": Grouping(np.zeros(4, int), 6), "folds": Grouping(np.zeros(4, int), 30)}
     groupings |= {f"null{i}": Grouping(np.zeros(4, int), 6) for i in range(100)}
     units = {"a": 1000, "b": 10}
-    expected = (6 + 30 + 600) * (16 * 1010 + 8 * 2) + 32 * (4 * 1010 + 3 * 8 * 1000)
+    expected = (6 + 30 + 600) * (16 * 1010 + 8 * 2) + 8 * 1010 + 8 * 32 * 1010
     assert moments_bytes(units, groupings, 32) == expected
 
 

@@ -230,4 +230,25 @@ def test_fdr_reject_matches_scipy_at_the_boundary():
     for method in ("by", "bh"):
         q = stats.false_discovery_control(two_sided_p(t, df), method=method)
         for alpha in (0.01, 0.05, 0.2, float(np.sort(q)[150])):
-            np.testing.assert_array_equal(fdr_reject(t, df, alpha, method), q < alpha)
+            np.testing.assert_array_equal(fdr_reject(t, lambda units: df[units], alpha, method), q < alpha)
+
+
+@pytest.mark.parametrize("method", ["by", "bh"])
+def test_fdr_q_equals_scipy_on_every_unit(method):
+    """q-values computed only where q < 1 is possible equal scipy's on all units (ties and t = 0 included)."""
+    from netfloc.statistics import fdr_q, two_sided_p
+
+    rng = np.random.default_rng(13)
+    t = np.concatenate([rng.normal(0, 1.5, 20000), rng.normal(5, 1, 300), np.zeros(50), np.full(40, 3.1)])
+    df = rng.uniform(5, 300, t.size)
+    asked = []
+
+    def degrees(units):
+        asked.append(len(units))
+        return df[units]
+
+    expected = stats.false_discovery_control(two_sided_p(t, df), method=method)
+    np.testing.assert_allclose(fdr_q(t, degrees, method), expected, rtol=1e-12, atol=0)
+    assert (expected == 1.0).any()
+    if method == "by":
+        assert asked[0] < t.size / 2, "BY: most units have q = 1 and get no p-value"

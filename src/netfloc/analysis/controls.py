@@ -41,7 +41,7 @@ from netfloc.statistics import (
     csi,
     dprime,
     fdr,
-    pooled_moments,
+    pool,
     rest_moments,
     sample_variance,
     selective_mask,
@@ -52,14 +52,13 @@ Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def merge_folds(moments: Moments, n_categories: int, n_folds: int, folds: list[int]) -> Moments:
-    """Per-category moments of the union of ``folds``, from fold-level moments (group = k·F + f)."""
+    """Per-category moments of the union of ``folds``, from fold-level moments (group = k·F + f); one fold's
+    moments are views, not copies."""
     count, mean, m2 = moments
-    merged = [pooled_moments(count, mean, m2, [k * n_folds + f for f in folds]) for k in range(n_categories)]
-    return (
-        np.array([n for n, _, _ in merged]),
-        np.stack([m for _, m, _ in merged]),
-        np.stack([s for _, _, s in merged]),
-    )
+    rows = [slice(f, n_categories * n_folds, n_folds) for f in folds]
+    if len(rows) == 1:
+        return count[rows[0]], mean[rows[0]], m2[rows[0]]
+    return pool([count[r] for r in rows], [mean[r] for r in rows], [m2[r] for r in rows])
 
 
 def heldout_replication(test: Moments, selected: np.ndarray, settings: SelectivitySettings) -> np.ndarray:
@@ -110,10 +109,11 @@ def heldout_reliability(
         pair = [fold, (fold + 1) % n_folds]
         selection = merge_folds(fold_moments, n_categories, n_folds, [f for f in range(n_folds) if f not in pair])
         selected = selective_mask(*selection, settings)
-        first, second = (merge_folds(fold_moments, n_categories, n_folds, [f])[1] for f in pair)
+        union = np.flatnonzero(selected.any(axis=0))
+        first, second = (merge_folds(fold_moments, n_categories, n_folds, [f])[1][:, union] for f in pair)
         correlation = profile_reliability(first, second)
         for category in range(n_categories):
-            chosen = correlation[selected[category]]
+            chosen = correlation[selected[category, union]]
             values[category].append(chosen[np.isfinite(chosen)])
     return [np.concatenate(parts) for parts in values]
 
@@ -150,10 +150,12 @@ def crossval_rows(
         replicated = heldout_replication(test, selected, settings)
         selected_total += selected.sum(axis=1)
         replicated_total += replicated.sum(axis=1)
-        test_csi, test_dprime = csi(test[1]), dprime(*test)
+        union = np.flatnonzero(selected.any(axis=0))  # CSI and d′ are per unit: computed where they are read
+        test_count, test_mean, test_m2 = test[0], test[1][:, union], test[2][:, union]
+        test_csi, test_dprime = csi(test_mean), dprime(test_count, test_mean, test_m2)
         for category in range(k):
-            heldout_csi[category].append(test_csi[category, selected[category]])
-            heldout_dprime[category].append(test_dprime[category, selected[category]])
+            heldout_csi[category].append(test_csi[category, selected[category, union]])
+            heldout_dprime[category].append(test_dprime[category, selected[category, union]])
     reliability = heldout_reliability(fold_moments, k, n_folds, settings)
     rows = []
     for category, name in enumerate(categories):

@@ -1,13 +1,14 @@
 """One streaming pass from images to per-group moments, and the memory plan that decides how many passes.
 
 All groupings of a pass share one accumulator per layer (their groups stacked), so each batch costs two
-matrix products per layer whatever the number of groupings (:mod:`netfloc.moments.accumulator`).
+matrix products per layer whatever the number of groupings (:mod:`netfloc.moments.accumulator`). The
+accumulators consume each layer's output inside its forward hook, while the output is still the forward
+pass's own tensor: recording holds no copy of any layer's batch.
 
-Memory is planned before the first batch: per layer, each group holds mean and m2 in float64, i.e.
-(1 + F + P)·K·U·16 bytes for K categories, F folds (as K·F groups) and P permutations, plus one batch of
-outputs (B·ΣU float32 values and the float64 temporaries of a chunk). When the permutations do not fit the
-memory budget, they are spread over several passes over the images (:func:`plan_passes`); the categories and
-folds always come in the first pass.
+Memory is planned before the first batch: per layer, each group holds two float64 sums, i.e.
+(1 + F + P)·K·U·16 bytes for K categories, F folds (as K·F groups) and P permutations, plus one float64
+upcast buffer per layer (≤ 2 MiB). When the permutations do not fit the memory budget, they are spread over
+several passes over the images (:func:`plan_passes`); the categories and folds always come in the first pass.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import torch
 
 from netfloc.errors import NetflocError
 from netfloc.models import LoadedModel
-from netfloc.moments.accumulator import CHUNK, MomentAccumulator, membership
+from netfloc.moments.accumulator import MomentAccumulator, chunk_units, membership
 from netfloc.moments.groupings import Grouping, category_grouping
+from netfloc.recording.hooks import LayerRecorder
 from netfloc.recording.layouts import TokensName, UnitsName
-from netfloc.recording.loader import stream_layers
+from netfloc.recording.loader import forward, release_freed_memory, stream_batches, tf32_mode
 from netfloc.recording.units import unit_count
 from netfloc.stimuli import StimulusSet
 
@@ -39,11 +41,11 @@ SHRINK_OPTIONS = (
 
 def moments_bytes(units: dict[str, int], groupings: dict[str, Grouping], batch_size: int, copies: int = 1) -> int:
     """Bytes the accumulators of ``groupings`` (``copies`` sets of them: a sharded pass also holds partial
-    merges) and one batch of outputs take (module docstring)."""
+    merges) and their upcast buffers for batches of ``batch_size`` take (module docstring)."""
     groups = sum(grouping.n_groups for grouping in groupings.values())
-    accumulators = copies * sum(groups * (16 * n + 8) for n in units.values())
-    batch = batch_size * (4 * sum(units.values()) + 3 * 8 * min(max(units.values(), default=0), CHUNK))
-    return accumulators + batch
+    accumulators = copies * sum(groups * (16 * n + 8) + 8 * n for n in units.values())
+    buffers = sum(8 * batch_size * min(n, chunk_units(batch_size)) for n in units.values())
+    return accumulators + buffers
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -133,41 +135,50 @@ def record_moments(
     further groupings accumulated in the same pass.
     """
     groupings = groupings or {"category": category_grouping(stimuli)}
-    members = np.concatenate([membership(grouping.labels, grouping.n_groups) for grouping in groupings.values()], 1)
-    accumulators: dict[str, MomentAccumulator] = {}
-    finite = FiniteCheck(model.name, stimuli)
-    shapes: dict[str, tuple[int, ...]] = {}
-    layouts: dict[str, str] = {}
-    for outputs, indices, recorder in stream_layers(
-        model,
-        layers,
-        stimuli,
-        units=units,
-        tokens=tokens,
-        batch_size=batch_size,
-        device=device,
-        workers=workers,
-        allow_tf32=allow_tf32,
-        progress=progress,
-        description=description,
-        images=images,
+    sink = _AccumulatingSink(model.name, stimuli, groupings, device)
+    module = model.module.to(device)
+    batching = {"batch_size": batch_size, "workers": workers, "progress": progress, "description": description}
+    with (
+        LayerRecorder(module, layers, units, tokens, truncate=True, sink=sink) as recorder,
+        tf32_mode(allow_tf32),
     ):
-        rows = members[indices.numpy()]
-        for layer, values in outputs.items():
-            finite.add(layer, values, indices)
-            if layer not in accumulators:
-                accumulators[layer] = MomentAccumulator(members.shape[1], values.shape[1], device)
-            accumulators[layer].update_members(values, rows)
-        shapes, layouts = recorder.shapes, dict(recorder.layouts)
-    finite.check()
-    return _split(accumulators, groupings), shapes, layouts
+        for batch, indices in stream_batches(model, stimuli, device=device, images=images, **batching):
+            sink.start_batch(indices)
+            forward(recorder, batch, model.name)
+    sink.finite.check()
+    release_freed_memory()
+    return _split(sink.accumulators, groupings), dict(recorder.shapes), dict(recorder.layouts)
+
+
+class _AccumulatingSink:
+    """The recorder's sink: each layer's B×U output goes into its accumulator (created at the first batch)
+    with the current batch's memberships; each image's shifted sum feeds the inf/NaN check."""
+
+    def __init__(self, model: str, stimuli: StimulusSet, groupings: dict[str, Grouping], device) -> None:
+        self.members = np.concatenate(
+            [membership(grouping.labels, grouping.n_groups) for grouping in groupings.values()], axis=1
+        )
+        self.device = device
+        self.accumulators: dict[str, MomentAccumulator] = {}
+        self.finite = FiniteCheck(model, stimuli)
+        self.rows = self.members[:0]
+        self.indices = torch.zeros(0, dtype=torch.long)
+
+    def start_batch(self, indices: torch.Tensor) -> None:
+        self.rows, self.indices = self.members[indices.numpy()], indices
+
+    def __call__(self, layer: str, values: torch.Tensor) -> None:
+        if layer not in self.accumulators:
+            self.accumulators[layer] = MomentAccumulator(self.members.shape[1], values.shape[1], self.device)
+        image_sums = self.accumulators[layer].update_members(values, self.rows)
+        self.finite.add(layer, image_sums, self.indices)
 
 
 def _split(accumulators: dict[str, MomentAccumulator], groupings: dict[str, Grouping]) -> dict[str, dict[str, Moments]]:
     """Per grouping and layer, the rows of the stacked accumulator that belong to it."""
     split: dict[str, dict[str, Moments]] = {name: {} for name in groupings}
     for layer, accumulator in accumulators.items():
-        count, mean, m2 = accumulator.numpy()
+        count, mean, m2 = accumulator.finish()
         start = 0
         for name, grouping in groupings.items():
             rows = slice(start, start + grouping.n_groups)
@@ -185,9 +196,10 @@ class FiniteCheck:
         self.stimuli = stimuli
         self.pending: list[tuple[str, torch.Tensor, torch.Tensor]] = []
 
-    def add(self, layer: str, values: torch.Tensor, indices: torch.Tensor) -> None:
-        self.pending.append((layer, torch.isfinite(values).all(dim=1), indices))
-        if values.device.type == "cpu":
+    def add(self, layer: str, image_sums: torch.Tensor, indices: torch.Tensor) -> None:
+        """``image_sums``: each image's float64 sum of its values (finite iff every value is)."""
+        self.pending.append((layer, torch.isfinite(image_sums), indices))
+        if image_sums.device.type == "cpu":
             self.check()
 
     def check(self) -> None:

@@ -1,9 +1,11 @@
-"""Recording named layers: forward hooks that copy what each module outputs.
+"""Recording named layers: forward hooks that consume or copy what each module outputs.
 
 A hook that keeps a reference to a module's output records whatever a later in-place operation leaves in
 that memory: torchvision's Bottleneck adds the residual into ``bn3``'s output in place and applies one
-in-place ReLU three times. :class:`LayerRecorder` therefore reduces or copies every output inside the hook,
-before the forward pass goes on, and refuses modules that run more than once per forward pass.
+in-place ReLU three times. :class:`LayerRecorder` therefore uses every output inside the hook, before the
+forward pass goes on: it hands a B×U view to a ``sink`` (the moment accumulators: no copy of any layer
+exists, so recording adds no batch-sized memory to the forward pass) or, without a sink, keeps a copy. It
+refuses modules that run more than once per forward pass.
 
 With ``truncate``, the forward pass stops as soon as every requested layer has run (a hook raises
 :class:`_ForwardDone`, which :meth:`LayerRecorder.record` catches), so recording early layers costs a fraction
@@ -17,7 +19,7 @@ recorded along the wrong axis); layouts and units are described in :mod:`netfloc
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -49,7 +51,9 @@ def first_tensor(output: object) -> torch.Tensor | None:
 
 
 class LayerRecorder:
-    """Context manager that hooks named modules and returns their outputs as B×U copies per forward.
+    """Context manager that hooks named modules and hands their outputs, as B×U units, to ``sink(layer,
+    values)`` inside the hook (``values`` is a view, valid only during the call), or without a sink returns
+    B×U copies per forward.
 
     Args:
         module: the network.
@@ -57,6 +61,7 @@ class LayerRecorder:
         units: ``element`` or ``channel``; ``tokens``: which tokens of ``NLC`` outputs count
             (:mod:`netfloc.recording.layouts`).
         truncate: stop the forward pass once every layer has run (module docstring).
+        sink: called with (layer name, B×U view) for every output; ``record`` then returns ``{}``.
 
     After a forward pass, ``shapes`` holds each layer's channel-major output shape without the batch axis and
     ``layouts`` its native layout.
@@ -69,12 +74,14 @@ class LayerRecorder:
         units: UnitsName = "element",
         tokens: TokensName = "all",
         truncate: bool = False,
+        sink: Callable[[str, torch.Tensor], None] | None = None,
     ) -> None:
         modules = dict(module.named_modules())
         self.module = module
         self.units = units
         self.tokens = tokens
         self.truncate = truncate
+        self.sink = sink
         self.targets = {name: modules[path] for name, path in layers.items()}
         self.paths = dict(layers)
         self.declared = {name: declared_layout(module, path) for name, path in layers.items()}
@@ -83,6 +90,7 @@ class LayerRecorder:
         self.layouts: dict[str, Layout] = {}
         self._batch_size = 0
         self._outputs: dict[str, torch.Tensor] = {}
+        self._ran: set[str] = set()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> LayerRecorder:
@@ -100,7 +108,7 @@ class LayerRecorder:
 
     def _hook(self, name: str):
         def hook(_module: nn.Module, _inputs: tuple, output: object) -> None:
-            if name in self._outputs:
+            if name in self._ran:
                 raise NetflocError(
                     f"{self._where(name)} runs more than once per forward pass, so its output is ambiguous; record "
                     "its parent block or a module that runs once"
@@ -111,13 +119,17 @@ class LayerRecorder:
                     f"{self._where(name)} returns {type(output).__name__}, not a tensor; choose a layer whose output "
                     "is a tensor (see `netfloc layers`)"
                 )
-            self._outputs[name] = self._units(name, tensor)
-            if self.truncate and len(self._outputs) == len(self.targets):
+            self._ran.add(name)
+            if self.sink is None:
+                self._outputs[name] = self._units(name, tensor, copy=True)
+            else:
+                self.sink(name, self._units(name, tensor, copy=False))
+            if self.truncate and len(self._ran) == len(self.targets):
                 raise _ForwardDone
 
         return hook
 
-    def _units(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+    def _units(self, name: str, tensor: torch.Tensor, copy: bool) -> torch.Tensor:
         if tensor.ndim == 0 or tensor.shape[0] != self._batch_size:
             raise NetflocError(
                 f"{self._where(name)} outputs shape {tuple(tensor.shape)} for a batch of {self._batch_size} images: "
@@ -133,16 +145,16 @@ class LayerRecorder:
                 "preprocess every image to one size"
             )
         self.layouts[name] = layout
-        return to_units(canonical, layout, self.units)
+        return to_units(canonical, layout, self.units, copy)
 
     @torch.inference_mode()
     def record(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Run one forward pass; return {layer: B×U tensor} for every hooked layer."""
-        self._outputs = {}
+        """Run one forward pass; return {layer: B×U tensor} for every hooked layer ({} with a sink)."""
+        self._outputs, self._ran = {}, set()
         self._batch_size = batch.shape[0]
         with contextlib.suppress(_ForwardDone):
             self.module(batch)
-        missing = [name for name in self.targets if name not in self._outputs]
+        missing = [name for name in self.targets if name not in self._ran]
         if missing:
             raise NetflocError(
                 f"layer(s) {', '.join(missing)} never ran in the forward pass; choose layers that are used "

@@ -90,11 +90,13 @@ def channel_major(tensor: torch.Tensor, layout: Layout, tokens: TokensName, n_pr
     return tensor[:, n_prefix:] if tokens == "patch" else tensor[:, :n_prefix]
 
 
-def to_units(tensor: torch.Tensor, layout: Layout, units: UnitsName) -> torch.Tensor:
-    """A B×U copy of a channel-major output that no later in-place operation can change: every element
-    (C×H×W order), or the mean of each channel over space or tokens (in float64)."""
+def to_units(tensor: torch.Tensor, layout: Layout, units: UnitsName, copy: bool = True) -> torch.Tensor:
+    """A channel-major output as B×U units: every element (C×H×W order), or the mean of each channel over
+    space or tokens (in float64). With ``copy`` the result shares no memory with the output, so no later
+    in-place operation can change it; without, elements are a view where the layout allows one."""
     if units == "element" or layout == "NC":
-        return tensor.detach().reshape(tensor.shape[0], -1).clone()
+        flat = tensor.detach().reshape(tensor.shape[0], -1)
+        return flat.clone() if copy and flat.data_ptr() == tensor.data_ptr() else flat
     if layout == "NLC":
         return tensor.detach().mean(dim=1, dtype=torch.float64)
     return tensor.detach().mean(dim=tuple(range(2, tensor.ndim)), dtype=torch.float64)

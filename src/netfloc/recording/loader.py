@@ -1,13 +1,16 @@
 """The streaming image loader: one pass over the stimuli, one forward pass per batch, hooked layers out.
 
-Nothing is kept between batches: each batch's B×U copies are handed to the caller (the moment
-accumulators, or a second pass over selected units) and dropped.
+Nothing is kept between batches: :func:`stream_batches` yields preprocessed batches on the device, which the
+moment accumulators consume inside the hooks (:mod:`netfloc.moments.stream`); :func:`stream_layers` yields
+B×U copies per batch for passes that need the values themselves (lesions, selected units).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,24 +91,19 @@ def device_info(device: torch.device, allow_tf32: bool) -> dict[str, Any]:
     return info
 
 
-def stream_layers(
+def stream_batches(
     model: LoadedModel,
-    layers: dict[str, str],
     stimuli: StimulusSet,
     *,
-    units: UnitsName = "element",
-    tokens: TokensName = "all",
     batch_size: int = 32,
     device: torch.device | str = "cpu",
     workers: int = 0,
-    allow_tf32: bool = False,
     progress: bool = True,
     description: str = "recording",
     images: Sequence[int] | None = None,
-) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, LayerRecorder]]:
-    """One pass over the stimuli (or the ``images`` at these indices of ``stimuli.items()``): per batch,
-    {layer: B×U tensor on ``device``}, the images' indices and the recorder (whose ``shapes`` and ``layouts``
-    describe the layer outputs)."""
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The preprocessed stimuli (or the ``images`` at these indices of ``stimuli.items()``) in batches on
+    ``device`` (pinned and copied without waiting on a GPU), with their indices, under a progress bar."""
     on_gpu = torch.device(device).type == "cuda"
     loader = DataLoader(
         ImageDataset(stimuli.items(), model, images),
@@ -115,17 +113,46 @@ def stream_layers(
         collate_fn=same_size_collate(model.name),
         pin_memory=on_gpu,
     )
+    batches = track(loader, f"{model.name}: {description}", total=len(loader), enabled=progress)
+    while True:
+        try:
+            batch, _, indices = next(batches)
+        except StopIteration:
+            return
+        except NetflocError as error:
+            raise NetflocError(_worker_message(error)) from None
+        yield batch.to(device, non_blocking=on_gpu), indices
+
+
+def stream_layers(
+    model: LoadedModel,
+    layers: dict[str, str],
+    stimuli: StimulusSet,
+    *,
+    units: UnitsName = "element",
+    tokens: TokensName = "all",
+    allow_tf32: bool = False,
+    device: torch.device | str = "cpu",
+    **batching: Any,
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, LayerRecorder]]:
+    """One pass over the stimuli (``batching``: the keyword arguments of :func:`stream_batches`): per batch,
+    {layer: B×U copy on ``device``}, the images' indices and the recorder (whose ``shapes`` and ``layouts``
+    describe the layer outputs)."""
     module = model.module.to(device)
     with LayerRecorder(module, layers, units, tokens, truncate=True) as recorder, tf32_mode(allow_tf32):
-        batches = track(loader, f"{model.name}: {description}", total=len(loader), enabled=progress)
-        while True:
-            try:
-                images, _, indices = next(batches)
-            except StopIteration:
-                return
-            except NetflocError as error:
-                raise NetflocError(_worker_message(error)) from None
-            yield forward(recorder, images.to(device, non_blocking=on_gpu), model.name), indices, recorder
+        for batch, indices in stream_batches(model, stimuli, device=device, **batching):
+            yield forward(recorder, batch, model.name), indices, recorder
+
+
+def release_freed_memory() -> None:
+    """Hand the memory the forward passes freed back to the operating system (glibc's ``malloc_trim``; a no-op
+    on other C libraries). glibc keeps freed blocks below its mmap threshold (up to 32 MiB: most feature maps)
+    in the heap, where they would count towards the process's memory for the rest of the run."""
+    if not sys.platform.startswith("linux"):
+        return
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def probe_shapes(

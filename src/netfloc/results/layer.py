@@ -3,7 +3,8 @@
 The npz holds ``categories`` (K), ``count`` (K), ``shape`` (the layer's channel-major output shape without the
 batch axis) and K×U arrays ``mean``, ``std``, ``t_min``, ``q_max``, ``selective``, ``csi``, ``dprime``; also
 ``units`` (element|channel), ``preferred``, ``anova_f`` and ``anova_p`` (U,). Floats are float32 except
-``q_max`` and ``anova_p`` (float64, so tiny q-values keep their digits). A file is read with
+``q_max`` and ``anova_p`` (float64, so tiny q-values keep their digits), in memory as in the file
+(:data:`ARRAY_DTYPES`; the statistics are computed in float64 and stored rounded). A file is read with
 ``allow_pickle=False`` and every array's presence, dtype and shape is checked: a file that is not what
 :meth:`LayerResult.save` writes is a one-line error naming it.
 """
@@ -20,6 +21,20 @@ import numpy as np
 from netfloc.errors import NetflocError, first_line
 from netfloc.recording.units import unit_count
 from netfloc.statistics import SelectivitySettings, sample_variance, selectivity
+
+#: The dtype of every K×U or U array, in memory and in the file.
+ARRAY_DTYPES: dict[str, type] = {
+    "mean": np.float32,
+    "std": np.float32,
+    "t_min": np.float32,
+    "q_max": np.float64,
+    "selective": np.bool_,
+    "csi": np.float32,
+    "dprime": np.float32,
+    "preferred": np.int16,
+    "anova_f": np.float32,
+    "anova_p": np.float64,
+}
 
 
 @dataclass
@@ -82,16 +97,7 @@ class LayerResult:
             count=np.asarray(self.count, dtype=np.int64),
             shape=np.array(self.shape, dtype=np.int64),
             units=np.array(self.units),
-            mean=self.mean.astype(np.float32),
-            std=self.std.astype(np.float32),
-            t_min=self.t_min.astype(np.float32),
-            q_max=self.q_max.astype(np.float64),
-            selective=self.selective.astype(bool),
-            csi=self.csi.astype(np.float32),
-            dprime=self.dprime.astype(np.float32),
-            preferred=self.preferred.astype(np.int16),
-            anova_f=self.anova_f.astype(np.float32),
-            anova_p=self.anova_p.astype(np.float64),
+            **{key: np.asarray(getattr(self, key), dtype=dtype) for key, dtype in ARRAY_DTYPES.items()},
         )
 
     @classmethod
@@ -108,7 +114,9 @@ class LayerResult:
     ) -> LayerResult:
         """Statistics of one layer's accumulated (count, mean, m2) (see :mod:`netfloc.statistics`)."""
         count, mean, m2 = moments
-        found = selectivity(count, mean, m2, settings)
+        found = vars(selectivity(count, mean, m2, settings))
+        found["std"] = np.sqrt(sample_variance(count, mean, m2))
+        found["mean"] = mean
         return cls(
             model=model,
             layer=layer,
@@ -117,9 +125,7 @@ class LayerResult:
             count=count.astype(np.int64),
             shape=tuple(shape),
             units=units,
-            mean=mean,
-            std=np.sqrt(sample_variance(count, mean, m2)),
-            **vars(found),
+            **{key: np.asarray(value, dtype=ARRAY_DTYPES[key]) for key, value in found.items()},
         )
 
     @classmethod
@@ -138,18 +144,7 @@ class LayerResult:
 
 
 _SCALAR_KEYS = ("model", "layer", "module_path", "categories", "count", "shape", "units")
-_ARRAY_KEYS = (
-    "mean",
-    "std",
-    "t_min",
-    "q_max",
-    "selective",
-    "csi",
-    "dprime",
-    "preferred",
-    "anova_f",
-    "anova_p",
-)
+_ARRAY_KEYS = tuple(ARRAY_DTYPES)
 
 
 #: dtype kind each K×U or U array must have ("f" float, "b" bool, "i" integer).

@@ -1,0 +1,219 @@
+"""Selectivity rules on a layer's category moments: each-pair (default), pooled and top-percent; CSI and d′.
+
+A unit is k-selective under rule ``each`` (Prince, Alvarez & Konkle 2024) when t_kj > 0 and q_kj < α for every
+other category j; under ``pooled`` when k beats all other categories' images pooled into one group; under
+``top`` when it is among the top percent of units by the pooled t (Alkhamissi et al. 2024). Tests and FDR:
+:mod:`netfloc.statistics.inference`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from netfloc.statistics.inference import (
+    TESTS,
+    FdrName,
+    GroupTerms,
+    TestName,
+    anova_oneway,
+    fdr_q,
+    fdr_reject,
+)
+from netfloc.statistics.variance import parallel_map, rest_moments, sample_variance, unit_scale
+
+RuleName = Literal["each", "pooled", "top"]
+
+
+def csi(mean: np.ndarray) -> np.ndarray:
+    """Category Selectivity Index per category and unit (K, U):
+    CSI_k = (m_k − m_rest) / (|m_k| + |m_rest|), m_rest = mean of the other categories' means.
+    A zero denominator gives 0."""
+    k = mean.shape[0]
+    rest = (mean.sum(axis=0, keepdims=True) - mean) / (k - 1)
+    denominator = np.abs(mean) + np.abs(rest)
+    return np.where(denominator > 0, (mean - rest) / np.where(denominator > 0, denominator, 1.0), 0.0)
+
+
+def dprime(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> np.ndarray:
+    """d′ per category and unit (K, U): d′_k = (m_k − m_rest) / sqrt((s²_k + s²_rest)/2), with m_rest the
+    mean of the other categories' means and s²_rest the sample variance of all other-category images.
+    A zero denominator gives 0."""
+    k = mean.shape[0]
+    rest_mean = (mean.sum(axis=0, keepdims=True) - mean) / (k - 1)
+    scale = unit_scale(mean)
+    variance = sample_variance(count, mean, m2, scale)
+    out = np.empty_like(mean)
+    for category in range(k):
+        rest_var = rest_moments(count, mean, m2, category, scale)[2]
+        scale = np.sqrt((variance[category] + rest_var) / 2.0)
+        difference = mean[category] - rest_mean[category]
+        out[category] = np.where(scale > 0, difference / np.where(scale > 0, scale, 1.0), 0.0)
+    return out
+
+
+@dataclass(frozen=True)
+class SelectivitySettings:
+    """How units are called selective (see :func:`selectivity`)."""
+
+    test: TestName = "welch"
+    fdr: FdrName = "by"
+    alpha: float = 0.05
+    rule: RuleName = "each"
+    top_percent: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.test not in ("welch", "student"):
+            raise ValueError(f"test must be welch or student, not {self.test!r}")
+        if self.fdr not in ("by", "bh"):
+            raise ValueError(f"fdr must be by or bh, not {self.fdr!r}")
+        if self.rule not in ("each", "pooled", "top"):
+            raise ValueError(f"rule must be each, pooled or top, not {self.rule!r}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must lie in (0, 1), not {self.alpha}")
+        if not 0 < self.top_percent <= 100:
+            raise ValueError(f"top_percent must lie in (0, 100], not {self.top_percent}")
+
+
+@dataclass
+class Selectivity:
+    """Per-category, per-unit results of one layer (arrays K×U unless noted).
+
+    ``t_min``: the binding t (smallest t_kj over j for rule ``each``; the pooled t otherwise);
+    ``q_max``: the matching largest q; ``selective``: the rule's verdict; ``preferred`` (U,): the category
+    with the largest mean, −1 where all category means are equal; ``anova_f``/``anova_p`` (U,).
+    """
+
+    t_min: np.ndarray
+    q_max: np.ndarray
+    selective: np.ndarray
+    csi: np.ndarray
+    dprime: np.ndarray
+    preferred: np.ndarray
+    anova_f: np.ndarray
+    anova_p: np.ndarray
+
+
+def _pairs(k: int) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(k) for b in range(a + 1, k)]
+
+
+def pairwise_extremes(count, mean, m2, settings: SelectivitySettings) -> tuple[np.ndarray, np.ndarray]:
+    """For each k: min over j≠k of t_kj and max over j≠k of q_kj, with q from FDR over units per pair.
+
+    Each unordered pair is tested once (t_jk = −t_kj and q_jk = q_kj), the pairs on every core.
+    """
+    k, units = mean.shape
+    terms = GroupTerms(count, mean, m2, settings.test)
+
+    def test(pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        t = terms.t(*pair)
+        return t, fdr_q(t, lambda chosen: terms.df(*pair, chosen), settings.fdr)
+
+    t_min = np.full((k, units), np.inf)
+    q_max = np.zeros((k, units))
+    for (a, b), (t, q) in zip(_pairs(k), parallel_map(test, _pairs(k)), strict=True):
+        np.minimum(t_min[a], t, out=t_min[a])
+        np.minimum(t_min[b], -t, out=t_min[b])
+        np.maximum(q_max[a], q, out=q_max[a])
+        np.maximum(q_max[b], q, out=q_max[b])
+    return t_min, q_max
+
+
+def pooled_t(count, mean, m2, variance, k: int, test: TestName, scale=None) -> tuple[np.ndarray, np.ndarray]:
+    """(t, ν) of category k against all other categories' images pooled into one group."""
+    n_rest, rest_mean, rest_var = rest_moments(count, mean, m2, k, scale)
+    return TESTS[test](count[k], mean[k], variance[k], n_rest, rest_mean, rest_var)
+
+
+def pooled_comparison(count, mean, m2, settings: SelectivitySettings) -> tuple[np.ndarray, np.ndarray]:
+    """For each k: t and q of k against all other categories' images pooled into one group (on every core)."""
+    scale = unit_scale(mean)
+    variance = sample_variance(count, mean, m2, scale)
+
+    def test(k: int) -> tuple[np.ndarray, np.ndarray]:
+        t, df = pooled_t(count, mean, m2, variance, k, settings.test, scale)
+        return t, fdr_q(t, lambda chosen: df[chosen], settings.fdr)
+
+    results = parallel_map(test, range(mean.shape[0]))
+    return np.stack([t for t, _ in results]), np.stack([q for _, q in results])
+
+
+def selective_mask(count, mean, m2, settings: SelectivitySettings) -> np.ndarray:
+    """The K×U verdict of :func:`selectivity` alone (null permutations, folds): no q-values, CSI or d′."""
+    count = np.asarray(count, dtype=np.float64)
+    k = mean.shape[0]
+    if settings.rule == "each":
+        terms = GroupTerms(count, mean, m2, settings.test)
+
+        def test(pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+            t = terms.t(*pair)
+            return t, fdr_reject(t, lambda chosen: terms.df(*pair, chosen), settings.alpha, settings.fdr)
+
+        mask = np.ones(mean.shape, dtype=bool)
+        for (a, b), (t, rejected) in zip(_pairs(k), parallel_map(test, _pairs(k)), strict=True):
+            mask[a] &= (t > 0) & rejected
+            mask[b] &= (t < 0) & rejected
+        return mask
+    scale = unit_scale(mean)
+    variance = sample_variance(count, mean, m2, scale)
+    tests = parallel_map(lambda j: pooled_t(count, mean, m2, variance, j, settings.test, scale), range(k))
+    if settings.rule == "top":
+        return top_units(np.stack([t for t, _ in tests]), settings.top_percent)
+    return np.stack(
+        [(t > 0) & fdr_reject(t, lambda chosen, df=df: df[chosen], settings.alpha, settings.fdr) for t, df in tests]
+    )
+
+
+def top_units(t: np.ndarray, percent: float) -> np.ndarray:
+    """Boolean mask of the top ``percent`` % of units by t (ceil(percent/100·U) of them), among units
+    with t > 0 (Alkhamissi et al. 2024 use the top 1% by a pooled t)."""
+    mask = np.zeros(t.shape, dtype=bool)
+    n_top = math.ceil(percent * t.shape[-1] / 100.0 - 1e-9)
+    for category in range(t.shape[0]):
+        order = np.argsort(-t[category], kind="stable")[:n_top]
+        mask[category, order] = t[category, order] > 0
+    return mask
+
+
+def preferred_category(mean: np.ndarray) -> np.ndarray:
+    """argmax_k m_k per unit; −1 where every category mean is the same."""
+    preferred = np.argmax(mean, axis=0)
+    return np.where(np.ptp(mean, axis=0) > 0, preferred, -1)
+
+
+def selectivity(
+    count: np.ndarray, mean: np.ndarray, m2: np.ndarray, settings: SelectivitySettings | None = None
+) -> Selectivity:
+    """Call units selective with the chosen rule.
+
+    - ``each`` (default; Prince, Alvarez & Konkle 2024): u is k-selective iff for every j ≠ k,
+      t_kj(u) > 0 and q_kj(u) < alpha, i.e. ``t_min > 0 and q_max < alpha``.
+    - ``pooled``: k against the pooled other categories, t > 0 and q < alpha.
+    - ``top``: the top ``top_percent`` % of units by the pooled t (t > 0), no significance threshold.
+    """
+    settings = settings or SelectivitySettings()
+    count = np.asarray(count, dtype=np.float64)
+    if settings.rule == "each":
+        t_min, q_max = pairwise_extremes(count, mean, m2, settings)
+        selective = (t_min > 0) & (q_max < settings.alpha)
+    else:
+        t_min, q_max = pooled_comparison(count, mean, m2, settings)
+        if settings.rule == "pooled":
+            selective = (t_min > 0) & (q_max < settings.alpha)
+        else:
+            selective = top_units(t_min, settings.top_percent)
+    anova_f, anova_p = anova_oneway(count, mean, m2)
+    return Selectivity(
+        t_min=t_min,
+        q_max=q_max,
+        selective=selective,
+        csi=csi(mean),
+        dprime=dprime(count, mean, m2),
+        preferred=preferred_category(mean),
+        anova_f=anova_f,
+        anova_p=anova_p,
+    )
