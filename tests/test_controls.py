@@ -128,3 +128,34 @@ def test_null_control_refuses_the_top_rule(noise_stimuli):
 
     with pytest.raises(NetflocError, match="--null needs a significance rule"):
         localize(SPEC, noise_stimuli, layers=["units"], rule="top", null=2, progress=False)
+
+
+def test_statistics_in_a_background_thread_give_the_inline_results(planted_stimuli):
+    """The GPU path's overlap (a pass's statistics in a background thread while the device records on) changes
+    nothing: results, controls and timings' keys equal the inline computation's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    from netfloc.pipeline.model_run import InlineExecutor, finish_model, record_model
+    from netfloc.pipeline.options import RunOptions
+    from netfloc.statistics import SelectivitySettings
+    from netfloc.stimuli import load_stimulus_set
+
+    stimuli = load_stimulus_set(planted_stimuli, CATEGORIES)
+    options, settings = RunOptions(null=3, cross_validate=3, progress=False), SelectivitySettings()
+
+    def run(executor):
+        recording = record_model(SPEC, stimuli, ["units"], settings, options, executor)
+        return finish_model(recording, stimuli, options)
+
+    inline = run(InlineExecutor())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        background = run(pool)
+    for a, b in zip(inline[0], background[0], strict=True):
+        np.testing.assert_array_equal(a.selective, b.selective)
+        np.testing.assert_array_equal(a.t_min, b.t_min)
+    assert inline[0][0].selective.any()
+    assert inline[1]["timings_s"].keys() == background[1]["timings_s"].keys()
+    for name in ("crossval", "null"):
+        pd.testing.assert_frame_equal(inline[2][name], background[2][name])

@@ -77,6 +77,35 @@ def test_recorder_matches_forward_without_inplace_ops_on_resnet50(resnet50):
         torch.testing.assert_close(recorded[path], expected[path].flatten(1), rtol=0, atol=0, msg=path)
 
 
+def test_sink_sees_each_output_before_in_place_operations_and_without_a_copy(resnet50):
+    """With a sink (the moment accumulators), outputs are consumed inside the hook as views of the module's own
+    output: correct although Bottleneck later adds into bn3's output in place, and no batch copy is made."""
+    model, images = resnet50
+    paths = ["layer1.0.bn3", "layer2.1.bn3", "layer3", "fc"]
+    expected = reference_outputs(rewritten_without_inplace(model), paths, images)
+    storage, seen = {}, {}
+    modules = dict(model.named_modules())
+    handles = [
+        modules[path].register_forward_hook(
+            lambda _m, _i, out, path=path: storage.__setitem__(path, out.untyped_storage().data_ptr())
+        )
+        for path in paths
+    ]
+
+    def sink(name: str, values: torch.Tensor) -> None:
+        seen[name] = (values.clone(), values.untyped_storage().data_ptr())
+
+    try:
+        with LayerRecorder(model, {path: path for path in paths}, sink=sink) as recorder:
+            assert recorder.record(images) == {}
+    finally:
+        for handle in handles:
+            handle.remove()
+    for path in paths:
+        torch.testing.assert_close(seen[path][0], expected[path].flatten(1), rtol=0, atol=0, msg=path)
+        assert seen[path][1] == storage[path], f"{path}: the sink got a copy"
+
+
 def test_reference_hooks_on_the_original_model_are_wrong(resnet50):
     """The naive capture this test guards against really records corrupted values on ResNet-50."""
     model, images = resnet50

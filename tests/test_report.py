@@ -17,7 +17,7 @@ from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 from typer.testing import CliRunner
 
 import netfloc.models
-import netfloc.pipeline.runner
+import netfloc.pipeline.model_run
 from netfloc import NetflocError, localize
 from netfloc.analysis import tables as tb
 from netfloc.report import build as report_build
@@ -113,7 +113,7 @@ def no_models(monkeypatch):
         raise AssertionError("the report must not load a model")
 
     monkeypatch.setattr(netfloc.models, "load_model", refuse)
-    monkeypatch.setattr(netfloc.pipeline.runner, "load_model", refuse)
+    monkeypatch.setattr(netfloc.pipeline.model_run, "load_model", refuse)
 
 
 def test_layer_order_merges_models_and_pairs_skip_unshared_layers(synthetic):

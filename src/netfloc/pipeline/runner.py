@@ -1,29 +1,28 @@
 """The functional localizer end to end: :func:`localize` runs it, :func:`save_run` writes its folder.
 
-Data flow per model: spec -> model and layers -> one streaming pass (moments of every grouping) -> statistics
-per layer -> validity controls -> optional second pass (consistency) -> results.
+Data flow per model (:mod:`netfloc.pipeline.model_run`): spec -> model and layers -> one streaming pass
+(moments of every grouping) -> statistics per layer -> validity controls -> optional second pass
+(consistency) -> results. On a GPU, without --consistency, a model's statistics run in a background thread
+while the next model records.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
-from netfloc.analysis.consistency import layer_consistency
-from netfloc.analysis.controls import crossval_rows, fold_selections, null_rows, null_summary
+from netfloc.analysis.controls import null_summary
 from netfloc.analysis.series import series_tables
 from netfloc.errors import NetflocError
 from netfloc.files import atomic_directory, check_destination, check_not_inside
-from netfloc.models import load_model
 from netfloc.models.registry import labelled, random_spec
 from netfloc.models.series import SeriesMember, check_checkpoints, expand_series, series_baselines
-from netfloc.moments.groupings import run_groupings
-from netfloc.moments.stream import layer_units, memory_budget, plan_passes
+from netfloc.pipeline.model_run import InlineExecutor, ModelRecording, finish_model, record_model
 from netfloc.pipeline.options import (
     RunOptions,
     check_options,
@@ -31,24 +30,18 @@ from netfloc.pipeline.options import (
     selectivity_settings,
 )
 from netfloc.pipeline.provenance import run_info
-from netfloc.pipeline.ray_executor import RayOptions, record_pass_ray, start_ray
+from netfloc.pipeline.ray_executor import RayOptions
 from netfloc.pipeline.shards import (
     DEFAULT_SHARD_SIZE,
     SHARDS_DIR,
-    ShardLedger,
     ShardPlan,
     close_partial,
     open_partial,
-    record_pass,
-    shard_copies,
 )
-from netfloc.progress import track
-from netfloc.recording.layers import expand_layers
 from netfloc.recording.layouts import TokensName, UnitsName
-from netfloc.recording.loader import default_workers, probe_shapes, resolve_device
+from netfloc.recording.loader import default_workers, resolve_device
 from netfloc.results import LayerResult, LocalizerResult
 from netfloc.results.run import results_folder_problem
-from netfloc.statistics import SelectivitySettings
 from netfloc.stimuli import StimulusSet, load_stimulus_set
 
 
@@ -162,19 +155,31 @@ def localize(
     results: list[LayerResult] = []
     model_infos: list[dict[str, Any]] = []
     tables: dict[str, list[pd.DataFrame]] = {}
-    for spec in specs:
-        folder = partial / SHARDS_DIR / labelled(spec)[0] if partial is not None else None
-        plan = ShardPlan(folder, shard_size, resume)
-        ray_options = RayOptions(address, gpus_per_task, max_retries) if ray else None
-        layer_results, info, model_tables = localize_model(
-            spec, stimulus_set, layers, settings, options, plan, ray_options
-        )
+
+    def collect(recording: ModelRecording) -> None:
+        layer_results, info, model_tables = finish_model(recording, stimulus_set, options)
         if info["name"] in members:
             info["series"] = members[info["name"]].info()
         results.extend(layer_results)
         model_infos.append(info)
         for name, table in model_tables.items():
             tables.setdefault(name, []).append(table)
+
+    overlap = torch_device.type == "cuda" and not consistency  # statistics on the host while the GPU records
+    with ThreadPoolExecutor(max_workers=1) if overlap else InlineExecutor() as statistics:
+        pending: ModelRecording | None = None
+        for spec in specs:
+            folder = partial / SHARDS_DIR / labelled(spec)[0] if partial is not None else None
+            plan = ShardPlan(folder, shard_size, resume)
+            ray_options = RayOptions(address, gpus_per_task, max_retries) if ray else None
+            recording = record_model(spec, stimulus_set, layers, settings, options, statistics, plan, ray_options)
+            if overlap:
+                recording.model.module.to("cpu")  # the device holds only the model being recorded
+            if pending is not None:
+                collect(pending)
+            pending = recording
+        if pending is not None:
+            collect(pending)
     merged = {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
     if null:
         merged["null_summary"] = null_summary(merged["null"], alpha)
@@ -222,14 +227,6 @@ def _executor(executor: str, out: str | Path | None, gpus_per_task: float, max_r
     return executor == "ray"
 
 
-def pass_description(index: int, passes: list[dict]) -> str:
-    """What a pass over the images records, for its progress bar."""
-    if len(passes) == 1:
-        return "recording"
-    permutations = [int(name[4:]) for name in passes[index] if name.startswith("null")]
-    return f"recording pass {index + 1}/{len(passes)} (permutations {permutations[0] + 1}-{permutations[-1] + 1})"
-
-
 def _model_specs(
     models: str | Sequence[str], baseline: str | None, series: list[str], steps_from: str | Path | None
 ) -> tuple[list[str], dict[str, SeriesMember]]:
@@ -247,100 +244,3 @@ def _model_specs(
     if repeated:
         raise NetflocError(f"two models share the label {repeated[0]!r}; name them with LABEL=SPEC")
     return specs, members
-
-
-def localize_model(
-    spec: str,
-    stimuli: StimulusSet,
-    layers: Sequence[str] | None,
-    settings: SelectivitySettings,
-    options: RunOptions,
-    plan: ShardPlan | None = None,
-    ray_options: RayOptions | None = None,
-) -> tuple[list[LayerResult], dict[str, Any], dict[str, pd.DataFrame]]:
-    """One model: its layer results, its run.json entry and its run-level tables (its passes sharded as ``plan``
-    says, as Ray tasks with ``ray_options``)."""
-    tic = time.perf_counter()
-    model = load_model(spec, seed=options.seed)
-    layer_paths = expand_layers(model, layers)
-    groupings = run_groupings(stimuli, options.cross_validate, options.null, options.seed)
-    shapes = probe_shapes(model, layer_paths, stimuli, options.units, options.tokens)
-    budget = memory_budget(torch.device(options.device), options.memory_budget)
-    plan, ledger = plan or ShardPlan(None), ShardLedger()
-    units = layer_units(shapes, options.units)
-    copies = 1 if ray_options else shard_copies(stimuli.n_images, plan)
-    passes = plan_passes(model.name, units, groupings, options.batch_size, budget, copies)
-    loaded = time.perf_counter()
-    categories = list(stimuli.categories)
-    results, crossval, null, folds = [], [], [], {}
-    recording = statistics = 0.0
-    for index, chosen in enumerate(passes):
-        tic_pass = time.perf_counter()
-        description = pass_description(index, passes)
-        if ray_options is None:
-            moments, shapes, layouts = record_pass(
-                model, stimuli, layer_paths, chosen, options.stream_kwargs(), plan, ledger, description
-            )
-        else:
-            stream = {**options.stream_kwargs(), "seed": options.seed}
-            moments, shapes, layouts = record_pass_ray(
-                start_ray(ray_options), ray_options, model, stimuli, layer_paths, chosen, stream, plan, ledger
-            )
-        recording += time.perf_counter() - tic_pass
-        tic_pass = time.perf_counter()
-        for name in track(list(layer_paths), f"{model.name}: statistics", enabled=options.progress):
-            if "category" in moments:
-                result = LayerResult.from_moments(
-                    model.name, name, layer_paths[name], categories, shapes[name], options.units,
-                    moments["category"].pop(name), settings,
-                )  # fmt: skip
-                results.append(result)
-            if "folds" in moments:
-                fold_moments = moments["folds"].pop(name)
-                folds[name] = fold_selections(fold_moments, len(categories), options.cross_validate, settings)
-                crossval += crossval_rows(model.name, name, categories, fold_moments, folds[name], settings)
-            permutations = [(int(group[4:]), moments[group].pop(name)) for group in chosen if group.startswith("null")]
-            null += null_rows(model.name, name, categories, permutations, settings)
-        statistics += time.perf_counter() - tic_pass
-        del moments
-    analysed = time.perf_counter()
-    tables = {}
-    if options.cross_validate:
-        tables["crossval"] = pd.DataFrame(crossval, columns=["model", "layer", "category", "measure", "value"])
-    if options.null:
-        tables["null"] = pd.DataFrame(null)
-    if options.consistency:
-        fold_of_image = groupings["folds"].labels % options.cross_validate if options.cross_validate else None
-        tables["consistency"], tables["consistency_summary"] = layer_consistency(
-            model,
-            layer_paths,
-            {result.layer: result.selective for result in results},
-            stimuli,
-            fold_of_image,
-            folds or None,
-            **options.stream_kwargs(),
-        )
-    model.module.to("cpu")
-    info = {
-        "name": model.name,
-        "spec": model.spec,
-        "weights": model.weights,
-        "passes": len(passes),
-        "shards": {"computed": ledger.computed, "reused": ledger.reused},
-        "layers": {
-            name: {
-                "module": layer_paths[name],
-                "shape": list(shapes[name]),
-                "n_units": int(results[index].n_units),
-                "layout": layouts[name],
-            }
-            for index, name in enumerate(layer_paths)
-        },
-        "timings_s": {
-            "load": round(loaded - tic, 3),
-            "record": round(recording, 3),
-            "statistics": round(statistics, 3),
-            "consistency": round(time.perf_counter() - analysed, 3),
-        },
-    }
-    return results, info, tables

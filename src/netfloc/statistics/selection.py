@@ -44,15 +44,16 @@ def dprime(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> np.ndarray:
     A zero denominator gives 0."""
     k = mean.shape[0]
     rest_mean = (mean.sum(axis=0, keepdims=True) - mean) / (k - 1)
-    scale = unit_scale(mean)
-    variance = sample_variance(count, mean, m2, scale)
-    out = np.empty_like(mean)
-    for category in range(k):
-        rest_var = rest_moments(count, mean, m2, category, scale)[2]
-        scale = np.sqrt((variance[category] + rest_var) / 2.0)
+    unit = unit_scale(mean)
+    variance = sample_variance(count, mean, m2, unit)
+
+    def category_dprime(category: int) -> np.ndarray:
+        rest_var = rest_moments(count, mean, m2, category, unit)[2]
+        spread = np.sqrt((variance[category] + rest_var) / 2.0)
         difference = mean[category] - rest_mean[category]
-        out[category] = np.where(scale > 0, difference / np.where(scale > 0, scale, 1.0), 0.0)
-    return out
+        return np.divide(difference, spread, out=np.zeros_like(spread), where=spread > 0)
+
+    return np.stack(parallel_map(category_dprime, range(k)))
 
 
 @dataclass(frozen=True)

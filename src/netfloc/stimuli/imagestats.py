@@ -7,7 +7,10 @@ which SHINE uses; Willenbockel et al. 2010, Behav Res Methods 42:671).
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +57,25 @@ def band_energy(lum: np.ndarray) -> dict[str, float]:
     Radial frequency is ``f = sqrt(fx² + fy²)`` with ``fx``, ``fy`` in cycles per image along each axis. The
     fractions sum to 1 (all energy lies at f ≥ 1 cycle/image); a constant image gives zeros.
     """
-    height, width = lum.shape
-    power = np.abs(np.fft.fft2(lum - lum.mean())) ** 2
-    fy = np.fft.fftfreq(height) * height
-    fx = np.fft.fftfreq(width) * width
-    radius = np.hypot(fy[:, np.newaxis], fx[np.newaxis, :])
+    spectrum = np.fft.fft2(lum - lum.mean())
+    power = spectrum.real**2 + spectrum.imag**2
+    energy = np.bincount(_band_labels(lum.shape).ravel(), weights=power.ravel(), minlength=len(FREQUENCY_BANDS) + 1)
     total = power.sum()
     return {
-        _band_name(low, high): float(power[(radius >= low) & (radius < high)].sum() / total) if total > 0 else 0.0
-        for low, high in FREQUENCY_BANDS
+        _band_name(low, high): float(energy[band] / total) if total > 0 else 0.0
+        for band, (low, high) in enumerate(FREQUENCY_BANDS)
     }
+
+
+@functools.lru_cache(maxsize=8)
+def _band_labels(shape: tuple[int, int]) -> np.ndarray:
+    """Each frequency's band index in :data:`FREQUENCY_BANDS` (``len(FREQUENCY_BANDS)`` for none: the DC)."""
+    height, width = shape
+    radius = np.hypot((np.fft.fftfreq(height) * height)[:, np.newaxis], (np.fft.fftfreq(width) * width)[np.newaxis, :])
+    labels = np.full(shape, len(FREQUENCY_BANDS))
+    for band, (low, high) in enumerate(FREQUENCY_BANDS):
+        labels[(radius >= low) & (radius < high)] = band
+    return labels
 
 
 def image_stats(image: np.ndarray) -> dict[str, float]:
@@ -82,7 +94,9 @@ def category_image_stats(files_by_category: Mapping[str, Sequence[Path]]) -> pd.
     for category, files in files_by_category.items():
         if not files:
             raise NetflocError(f"category {category!r} has no images; add images or drop the category")
-        table = pd.DataFrame([image_stats(read_pixels(Path(path))) for path in files], columns=list(MEASURES))
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # decoding and FFTs release the GIL
+            measured = list(pool.map(lambda path: image_stats(read_pixels(Path(path))), files))
+        table = pd.DataFrame(measured, columns=list(MEASURES))
         for measure in MEASURES:
             values = table[measure].to_numpy()
             rows.append(
