@@ -24,9 +24,8 @@ from netfloc.errors import NetflocError
 from netfloc.models import LoadedModel
 from netfloc.moments.accumulator import MomentAccumulator, chunk_units, membership
 from netfloc.moments.groupings import Grouping, category_grouping
-from netfloc.recording.hooks import LayerRecorder
 from netfloc.recording.layouts import TokensName, UnitsName
-from netfloc.recording.loader import forward, release_freed_memory, stream_batches, tf32_mode
+from netfloc.recording.loader import forward, hooked_batches, release_freed_memory
 from netfloc.recording.units import unit_count
 from netfloc.stimuli import StimulusSet
 
@@ -136,18 +135,16 @@ def record_moments(
     """
     groupings = groupings or {"category": category_grouping(stimuli)}
     sink = _AccumulatingSink(model.name, stimuli, groupings, device)
-    module = model.module.to(device)
+    options = {"units": units, "tokens": tokens, "allow_tf32": allow_tf32, "device": device, "sink": sink}
     batching = {"batch_size": batch_size, "workers": workers, "progress": progress, "description": description}
-    with (
-        LayerRecorder(module, layers, units, tokens, truncate=True, sink=sink) as recorder,
-        tf32_mode(allow_tf32),
-    ):
-        for batch, indices in stream_batches(model, stimuli, device=device, images=images, **batching):
-            sink.start_batch(indices)
-            forward(recorder, batch, model.name)
+    shapes, layouts = {}, {}
+    for batch, indices, recorder in hooked_batches(model, layers, stimuli, images=images, **options, **batching):
+        sink.start_batch(indices)
+        forward(recorder, batch, model.name)
+        shapes, layouts = recorder.shapes, recorder.layouts
     sink.finite.check()
     release_freed_memory()
-    return _split(sink.accumulators, groupings), dict(recorder.shapes), dict(recorder.layouts)
+    return _split(sink.accumulators, groupings), dict(shapes), dict(layouts)
 
 
 class _AccumulatingSink:

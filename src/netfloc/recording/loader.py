@@ -124,7 +124,7 @@ def stream_batches(
         yield batch.to(device, non_blocking=on_gpu), indices
 
 
-def stream_layers(
+def hooked_batches(
     model: LoadedModel,
     layers: dict[str, str],
     stimuli: StimulusSet,
@@ -133,15 +133,26 @@ def stream_layers(
     tokens: TokensName = "all",
     allow_tf32: bool = False,
     device: torch.device | str = "cpu",
+    sink: Callable[[str, torch.Tensor], None] | None = None,
     **batching: Any,
-) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, LayerRecorder]]:
-    """One pass over the stimuli (``batching``: the keyword arguments of :func:`stream_batches`): per batch,
-    {layer: B×U copy on ``device``}, the images' indices and the recorder (whose ``shapes`` and ``layouts``
-    describe the layer outputs)."""
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, LayerRecorder]]:
+    """The batches of :func:`stream_batches` (``batching``: its keyword arguments), each with its indices and a
+    truncating :class:`LayerRecorder` (handing outputs to ``sink`` if given) that is ready for
+    :func:`forward`, with the model on ``device`` and TF32 as asked."""
     module = model.module.to(device)
-    with LayerRecorder(module, layers, units, tokens, truncate=True) as recorder, tf32_mode(allow_tf32):
+    with LayerRecorder(module, layers, units, tokens, truncate=True, sink=sink) as recorder, tf32_mode(allow_tf32):
         for batch, indices in stream_batches(model, stimuli, device=device, **batching):
-            yield forward(recorder, batch, model.name), indices, recorder
+            yield batch, indices, recorder
+
+
+def stream_layers(
+    model: LoadedModel, layers: dict[str, str], stimuli: StimulusSet, **options: Any
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, LayerRecorder]]:
+    """One pass over the stimuli (``options``: those of :func:`hooked_batches`): per batch, {layer: B×U copy on
+    the device}, the images' indices and the recorder (whose ``shapes`` and ``layouts`` describe the layer
+    outputs)."""
+    for batch, indices, recorder in hooked_batches(model, layers, stimuli, **options):
+        yield forward(recorder, batch, model.name), indices, recorder
 
 
 def release_freed_memory() -> None:

@@ -124,23 +124,26 @@ def pairwise_extremes(count, mean, m2, settings: SelectivitySettings) -> tuple[n
     return t_min, q_max
 
 
-def pooled_t(count, mean, m2, variance, k: int, test: TestName, scale=None) -> tuple[np.ndarray, np.ndarray]:
+def pooled_t(
+    count, mean, m2, variance, k: int, test: TestName, scale: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(t, ν) of category k against all other categories' images pooled into one group."""
     n_rest, rest_mean, rest_var = rest_moments(count, mean, m2, k, scale)
     return TESTS[test](count[k], mean[k], variance[k], n_rest, rest_mean, rest_var)
 
 
-def pooled_comparison(count, mean, m2, settings: SelectivitySettings) -> tuple[np.ndarray, np.ndarray]:
-    """For each k: t and q of k against all other categories' images pooled into one group (on every core)."""
+def pooled_tests(count, mean, m2, test: TestName) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(t, ν) of every category against the pooled others (on every core)."""
     scale = unit_scale(mean)
     variance = sample_variance(count, mean, m2, scale)
+    return parallel_map(lambda k: pooled_t(count, mean, m2, variance, k, test, scale), range(mean.shape[0]))
 
-    def test(k: int) -> tuple[np.ndarray, np.ndarray]:
-        t, df = pooled_t(count, mean, m2, variance, k, settings.test, scale)
-        return t, fdr_q(t, lambda chosen: df[chosen], settings.fdr)
 
-    results = parallel_map(test, range(mean.shape[0]))
-    return np.stack([t for t, _ in results]), np.stack([q for _, q in results])
+def pooled_comparison(count, mean, m2, settings: SelectivitySettings) -> tuple[np.ndarray, np.ndarray]:
+    """For each k: t and q of k against all other categories' images pooled into one group."""
+    tests = pooled_tests(count, mean, m2, settings.test)
+    q = parallel_map(lambda found: fdr_q(found[0], lambda chosen: found[1][chosen], settings.fdr), tests)
+    return np.stack([t for t, _ in tests]), np.stack(q)
 
 
 def selective_mask(count, mean, m2, settings: SelectivitySettings) -> np.ndarray:
@@ -159,9 +162,7 @@ def selective_mask(count, mean, m2, settings: SelectivitySettings) -> np.ndarray
             mask[a] &= (t > 0) & rejected
             mask[b] &= (t < 0) & rejected
         return mask
-    scale = unit_scale(mean)
-    variance = sample_variance(count, mean, m2, scale)
-    tests = parallel_map(lambda j: pooled_t(count, mean, m2, variance, j, settings.test, scale), range(k))
+    tests = pooled_tests(count, mean, m2, settings.test)
     if settings.rule == "top":
         return top_units(np.stack([t for t, _ in tests]), settings.top_percent)
     return np.stack(
