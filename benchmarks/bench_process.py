@@ -2,10 +2,12 @@
 
 Every measurement is a separate process run under ``/usr/bin/time`` (wall time and peak RSS, imports and
 stimulus checks included): ``netfloc run … --no-report`` against ``benchmarks/bare_forward.py`` (the same model,
-preprocessing and data loading, no hooks). Pairs alternate A/B ``--repeats`` times and the fastest of each
-counts, which damps the noise of a shared machine. Printed ratios (the table of issue 10):
+preprocessing and data loading, no hooks). The arms alternate ``--repeats`` times and the fastest of each
+counts, which damps the noise of a shared machine. The bare forward runs twice per round: with torch's
+huge-page allocations on, as netfloc's CLI runs (``THP_MEM_ALLOC_ENABLE=1``; the ratio to it is netfloc's
+overhead), and with PyTorch's defaults (what a hand-written loop gets). Printed ratios (the table of issue 10):
 
-- run / bare forward (time) and peak RSS / the bare forward's
+- run / bare forward (time) and peak RSS / the bare forward's, against both bare forwards
 - peak RSS with 32 vs 128 images per category (192 vs 768 images): memory must not grow with images
 - ``--layers <first layer>`` / full bare forward: the forward pass stops after the deepest requested layer
 - ``--null 20 --cross-validate 5`` / plain run
@@ -31,13 +33,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FLOC = REPO.parent / "shared" / "stimuli" / "floc"
 NETFLOC = [sys.executable, "-c", "from netfloc.cli import main; main()"]
+#: netfloc's CLI turns torch's huge-page allocations on (netfloc.cli.HUGE_PAGES_VARIABLE); the bare forward runs
+#: with the same setting (netfloc's overhead) and with PyTorch's defaults (what a hand-written loop gets).
+HUGE_PAGES = "THP_MEM_ALLOC_ENABLE"
 
 
-def timed(command: list[str]) -> dict[str, float]:
-    """Wall seconds and peak RSS (GB) of one process, measured by /usr/bin/time."""
+def timed(command: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Wall seconds and peak RSS (GB) of one process, measured by /usr/bin/time (``env`` added to ours)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         done = subprocess.run(
-            ["/usr/bin/time", "-f", "%e %M", "-o", report.name, *command], capture_output=True, text=True
+            ["/usr/bin/time", "-f", "%e %M", "-o", report.name, *command],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
         )
         if done.returncode != 0:
             raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-2000:]}")
@@ -49,13 +57,13 @@ def fastest(runs: list[dict[str, float]]) -> dict[str, float]:
     return min(runs, key=lambda run: run["seconds"])
 
 
-def alternate(a: list[str], b: list[str], repeats: int) -> tuple[dict, dict]:
-    """A/B alternated ``repeats`` times; the fastest of each."""
-    first, second = [], []
+def alternate(arms: list[tuple[list[str], dict[str, str]]], repeats: int) -> list[dict]:
+    """The (command, env) arms run in turn, ``repeats`` rounds; the fastest of each arm."""
+    runs: list[list[dict]] = [[] for _ in arms]
     for _ in range(repeats):
-        first.append(timed(a))
-        second.append(timed(b))
-    return fastest(first), fastest(second)
+        for measured, (command, env) in zip(runs, arms, strict=True):
+            measured.append(timed(command, env))
+    return [fastest(measured) for measured in runs]
 
 
 def build_stimuli(root: Path, per_category: int) -> Path:
@@ -86,7 +94,10 @@ def main() -> None:
         return [*NETFLOC, "run", "--model", args.model, "--stimuli", str(stimuli), "--layers", layers, *out, *extra]
 
     bare = [sys.executable, str(REPO / "benchmarks" / "bare_forward.py"), "--model", args.model, "--stimuli", str(full)]
-    bare_run, plain = alternate(bare, run(full, "plain", args.layers), args.repeats)
+    pytorch_defaults = {HUGE_PAGES: "0"}
+    bare_run, default_bare, plain = alternate(
+        [(bare, {HUGE_PAGES: "1"}), (bare, pytorch_defaults), (run(full, "plain", args.layers), {})], args.repeats
+    )
     timings = json.loads((work / "plain" / "run.json").read_text())["models"][0]["timings_s"]
     shallow = fastest([timed(run(full, "first", args.first_layer)) for _ in range(args.repeats)])
     controls = timed(run(full, "controls", args.layers, "--null", "20", "--cross-validate", "5"))
@@ -94,6 +105,8 @@ def main() -> None:
     ratios = {
         "run / bare forward (time)": plain["seconds"] / bare_run["seconds"],
         "peak RSS run / bare forward": plain["peak_gb"] / bare_run["peak_gb"],
+        "run / bare forward, PyTorch defaults (time)": plain["seconds"] / default_bare["seconds"],
+        "peak RSS run / bare forward, PyTorch defaults": plain["peak_gb"] / default_bare["peak_gb"],
         "peak RSS 768 / 192 images": many["peak_gb"] / few["peak_gb"],
         f"--layers {args.first_layer} / full bare forward": shallow["seconds"] / bare_run["seconds"],
         "--null 20 --cross-validate 5 / plain run": controls["seconds"] / plain["seconds"],
@@ -101,6 +114,7 @@ def main() -> None:
     }
     measured = {
         "bare_forward": bare_run,
+        "bare_forward_pytorch_defaults": default_bare,
         "run": plain,
         "first_layer": shallow,
         "null20_cv5": controls,

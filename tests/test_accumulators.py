@@ -82,3 +82,28 @@ def test_stacked_groupings_in_uneven_batches_match_a_float64_reference():
             np.testing.assert_allclose(m2[offset + group], expected, rtol=1e-10, atol=1e-9 * expected.max())
         offset += n
     assert (m2[:, :5] == 0).all() and (mean[:, :5] == 0).all()
+
+
+def test_present_blocks_cover_exactly_the_groups_in_a_batch():
+    from netfloc.moments.accumulator import MAX_BLOCKS, membership, present_blocks
+
+    assert present_blocks(membership(np.array([2, 2, 3]), 6)) == [slice(2, 4)]
+    assert present_blocks(membership(np.array([0, 2, 5, 5]), 6)) == [slice(0, 1), slice(2, 3), slice(5, 6)]
+    scattered = np.arange(0, 2 * (MAX_BLOCKS + 1), 2)  # MAX_BLOCKS + 1 separate runs: one product over all
+    assert present_blocks(membership(scattered, 2 * (MAX_BLOCKS + 1))) == [slice(0, 2 * (MAX_BLOCKS + 1))]
+
+
+def test_category_ordered_batches_update_only_their_groups_and_stay_exact():
+    """Stimuli in category order: pure batches, batches spanning two categories and batches with more runs of
+    groups than MAX_BLOCKS all give the float64 reference moments (rtol 1e-12)."""
+    rng = np.random.default_rng(5)
+    labels = np.concatenate([np.repeat(np.arange(10), 9), rng.integers(0, 10, 30)])
+    values = (rng.normal(3.0, 1.0, (len(labels), 40)) * rng.uniform(0.1, 10, 40)).astype(np.float32)
+    accumulator = feed(values, labels, 10, batch=7)
+    count, mean, m2 = accumulator.numpy()
+    reference = values.astype(np.float64)
+    for group in range(10):
+        rows = reference[labels == group]
+        assert count[group] == len(rows)
+        np.testing.assert_allclose(mean[group], rows.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(m2[group], ((rows - rows.mean(axis=0)) ** 2).sum(axis=0), rtol=1e-10)

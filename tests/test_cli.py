@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import netfloc.cli as cli
 from netfloc import LocalizerResult
 from netfloc.cli import app
 
@@ -237,3 +239,15 @@ def test_config_paths_are_relative_to_the_config_file(tmp_path, stimuli, monkeyp
     result = invoke("run", "--config", "study/netfloc.toml", "--no-report")
     assert result.exit_code == 0, result.output
     assert (study / "results" / "run.json").is_file()
+
+
+def test_main_turns_on_huge_pages_unless_the_user_chose(monkeypatch):
+    """The netfloc script asks torch for huge-page allocations (THP_MEM_ALLOC_ENABLE=1) before torch is
+    imported; a value the user set is kept."""
+    seen = []
+    monkeypatch.setattr(cli, "app", lambda: seen.append(os.environ.get(cli.HUGE_PAGES_VARIABLE)))
+    monkeypatch.delenv(cli.HUGE_PAGES_VARIABLE, raising=False)
+    cli.main()
+    monkeypatch.setenv(cli.HUGE_PAGES_VARIABLE, "0")
+    cli.main()
+    assert seen == ["1", "0"]

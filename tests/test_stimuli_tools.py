@@ -16,6 +16,7 @@ from netfloc.cli.stimuli import app
 from netfloc.errors import NetflocError
 from netfloc.stimuli.build import MANIFEST_COLUMNS, PAPER_CATEGORIES, build_paper_set
 from netfloc.stimuli.imagestats import (
+    FREQUENCY_BANDS,
     MEASURES,
     band_energy,
     category_image_stats,
@@ -163,6 +164,39 @@ def test_image_stats_formulas():
     energies = band_energy(luminance(smooth_image((64, 64))))
     assert sum(energies.values()) == pytest.approx(1.0)
     assert set(stats) == set(MEASURES)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (33, 50), (40, 31)])
+def test_band_energy_equals_the_full_spectrum(shape):
+    """The half spectrum (rfft2, mirrored columns counted twice) gives the band fractions of the full 2-D FFT,
+    with bands assigned here from the radius directly, for even and odd widths."""
+    lum = np.random.default_rng(4).random(shape)
+    power = np.abs(np.fft.fft2(lum - lum.mean())) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(shape[0]) * shape[0], np.fft.fftfreq(shape[1]) * shape[1], indexing="ij")
+    radius = np.sqrt(fx**2 + fy**2)
+    expected = [power[(radius >= low) & (radius < high)].sum() / power.sum() for low, high in FREQUENCY_BANDS]
+    np.testing.assert_allclose(list(band_energy(lum).values()), expected, rtol=1e-12)
+
+
+def test_read_pixels_decodes_like_the_stimulus_loader(tmp_path):
+    """Greyscale (8 and 16 bit), grey-in-RGB and colour files: read_pixels equals the loader's RGB decoding,
+    one channel when all three are equal."""
+    from netfloc.stimuli._common import read_pixels
+    from netfloc.stimuli.folder import read_image
+
+    rng = np.random.default_rng(6)
+    grey = rng.integers(0, 256, (9, 7), dtype=np.uint8)
+    files = {
+        "grey.png": Image.fromarray(grey),
+        "grey16.png": Image.fromarray(grey.astype(np.uint16) * 257),
+        "grey_rgb.png": Image.fromarray(np.stack([grey] * 3, axis=-1)),
+        "colour.png": Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)),
+    }
+    for name, image in files.items():
+        image.save(tmp_path / name)
+        rgb = np.asarray(read_image(tmp_path / name))
+        expected = rgb[..., 0] if name != "colour.png" else rgb
+        np.testing.assert_array_equal(read_pixels(tmp_path / name), expected, err_msg=name)
 
 
 def test_category_image_stats_table(tmp_path):

@@ -34,18 +34,18 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from netfloc.statistics import (
+    TESTS,
     SelectivitySettings,
     csi,
     dprime,
-    fdr,
+    fdr_reject,
     pool,
     rest_moments,
     sample_variance,
     selective_mask,
-    t_test,
 )
 
 Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -73,10 +73,8 @@ def heldout_replication(test: Moments, selected: np.ndarray, settings: Selectivi
             continue
         passed = np.ones(len(units), dtype=bool)
         for n_other, mean_other, var_other in _opponents(test, variance, k, units, settings.rule):
-            t, _, p = t_test(
-                count[k], mean[k, units], variance[k, units], n_other, mean_other, var_other, settings.test
-            )
-            passed &= (t > 0) & (fdr(p, settings.fdr) < settings.alpha)
+            t, df = TESTS[settings.test](count[k], mean[k, units], variance[k, units], n_other, mean_other, var_other)
+            passed &= (t > 0) & fdr_reject(t, lambda chosen, df=df: df[chosen], settings.alpha, settings.fdr)
         replicated[k, units] = passed
     return replicated
 
@@ -219,9 +217,11 @@ NULL_SUMMARY_COLUMNS = [
 
 
 def clopper_pearson(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """One-sided Clopper–Pearson (1934) bounds (lower, upper) of a binomial proportion at ``confidence``."""
-    lower = float(stats.beta.ppf(1 - confidence, hits, n - hits + 1)) if hits > 0 else 0.0
-    upper = float(stats.beta.ppf(confidence, hits + 1, n - hits)) if hits < n else 1.0
+    """One-sided Clopper–Pearson (1934) bounds (lower, upper) of a binomial proportion at ``confidence``:
+    quantiles of Beta distributions, ``scipy.special.betaincinv`` (the inverse of the regularised incomplete
+    beta function, which ``scipy.stats.beta.ppf`` computes)."""
+    lower = float(special.betaincinv(hits, n - hits + 1, 1 - confidence)) if hits > 0 else 0.0
+    upper = float(special.betaincinv(hits + 1, n - hits, confidence)) if hits < n else 1.0
     return lower, upper
 
 

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from netfloc.analysis import tables as tb
 from netfloc.errors import NetflocError
 from netfloc.results import LocalizerResult
 
@@ -100,7 +99,7 @@ def series_table(result: LocalizerResult) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for name, members in series_members(result).items():
         for step, checkpoint, model in members:
-            for layer in tb.model_layers(result, model):
+            for layer in result.model_layers(model):
                 for summary in layer.summary_rows():
                     row = {"series": name, "step": step, "checkpoint": checkpoint}
                     row |= {column: summary[column] for column in SERIES_COLUMNS[3:]}
@@ -122,8 +121,8 @@ def stability_table(result: LocalizerResult) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for name, members in series_members(result).items():
         for (previous_step, _, previous), (step, _, current) in itertools.pairwise(members):
-            before = {layer.layer: layer for layer in tb.model_layers(result, previous)}
-            for layer in tb.model_layers(result, current):
+            before = {layer.layer: layer for layer in result.model_layers(previous)}
+            for layer in result.model_layers(current):
                 old = before.get(layer.layer)
                 if old is None:
                     continue

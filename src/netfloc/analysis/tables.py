@@ -66,18 +66,13 @@ def layer_order(result: LocalizerResult) -> list[str]:
     order: list[str] = []
     for model in result.models:
         position = -1
-        for layer in model_layers(result, model):
+        for layer in result.model_layers(model):
             if layer.layer in order:
                 position = order.index(layer.layer)
             else:
                 position += 1
                 order.insert(position, layer.layer)
     return order
-
-
-def model_layers(result: LocalizerResult, model: str) -> list[LayerResult]:
-    """The layers of one model, in depth order."""
-    return [layer for layer in result.layers if layer.model == model]
 
 
 def categories(result: LocalizerResult) -> list[str]:
@@ -107,8 +102,8 @@ def model_pairs(
             (a, b) for a, b in itertools.combinations(result.models, 2) if series[a] is None or series[a] != series[b]
         ]
     for model_a, model_b in pairs:
-        by_name = {layer.layer: layer for layer in model_layers(result, model_b)}
-        for layer_a in model_layers(result, model_a):
+        by_name = {layer.layer: layer for layer in result.model_layers(model_b)}
+        for layer_a in result.model_layers(model_a):
             if layer_a.layer in by_name:
                 yield layer_a, by_name[layer_a.layer]
 

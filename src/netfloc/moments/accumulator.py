@@ -9,7 +9,8 @@ first batch's mean; shifting keeps the sums well conditioned, Chan, Golub & LeVe
 
 A batch updates every group at once: with the B×G membership matrix A (A[i, g] = 1 when image i is in group
 g; an image belongs to one group of every grouping, so groupings stack as columns), S += Aᵀ(X − K) and
-Q += Aᵀ(X − K)², two float64 matrix products accumulated in place per chunk of units. The float32 batch is
+Q += Aᵀ(X − K)², two float64 matrix products accumulated in place per chunk of units, over the rows of the
+groups present in the batch only (stimuli in category order make most batches one category). The float32 batch is
 upcast ``chunk_units(B)`` units at a time into one reused buffer (≈ 2 MB), so no B×U float64 copy exists,
 nothing is allocated per batch, no Python loop runs over groups, and nothing is read back from the device.
 Relative rounding error of m2 grows like ε·(1 + (mean − K)²/σ²) — the same conditioning as Welford's or
@@ -41,6 +42,20 @@ def membership(groups: np.ndarray, n_groups: int) -> np.ndarray:
     matrix = np.zeros((len(groups), n_groups))
     matrix[np.arange(len(groups)), groups] = 1.0
     return matrix
+
+
+#: Most row blocks a batch's products are split into (:func:`present_blocks`); more become one product.
+MAX_BLOCKS = 4
+
+
+def present_blocks(members: np.ndarray) -> list[slice]:
+    """The runs of consecutive groups with images in this batch (columns of ``members`` with a 1), so the
+    products skip the rest: a batch of one category updates 1 of K category rows. More than
+    :data:`MAX_BLOCKS` runs give one slice over all groups (fewer, larger products)."""
+    present = np.concatenate([[False], members.any(axis=0), [False]])
+    edges = np.flatnonzero(present[1:] != present[:-1])
+    blocks = [slice(int(start), int(stop)) for start, stop in zip(edges[::2], edges[1::2], strict=True)]
+    return blocks if len(blocks) <= MAX_BLOCKS else [slice(0, members.shape[1])]
 
 
 class MomentAccumulator:
@@ -78,11 +93,15 @@ class MomentAccumulator:
         weights = torch.from_numpy(members.T.copy()).to(self.device, non_blocking=True)
         if not self._referenced:
             self._set_reference(values)
+        blocks = present_blocks(members)
         image_sums = torch.zeros(values.shape[0], dtype=torch.float64, device=self.device)
         for chunk, shifted in self._shifted_chunks(values):
             image_sums += shifted.sum(dim=1)
-            self.sums[:, chunk].addmm_(weights, shifted)
-            self.squares[:, chunk].addmm_(weights, shifted.square_())
+            for rows in blocks:
+                self.sums[rows, chunk].addmm_(weights[rows], shifted)
+            shifted.square_()
+            for rows in blocks:
+                self.squares[rows, chunk].addmm_(weights[rows], shifted)
         self.count = self.count + members.sum(axis=0)
         return image_sums
 

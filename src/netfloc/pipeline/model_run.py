@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 import torch
 
-from netfloc.analysis.consistency import layer_consistency
 from netfloc.analysis.controls import crossval_rows, fold_selections, null_rows
 from netfloc.models import LoadedModel, load_model
 from netfloc.moments.groupings import Grouping, run_groupings
@@ -28,7 +27,7 @@ from netfloc.pipeline.ray_executor import RayOptions, record_pass_ray, start_ray
 from netfloc.pipeline.shards import ShardLedger, ShardPlan, record_pass, shard_copies
 from netfloc.progress import track
 from netfloc.recording.layers import expand_layers
-from netfloc.recording.loader import probe_shapes
+from netfloc.recording.loader import probe_shapes, release_freed_memory
 from netfloc.results import LayerResult
 from netfloc.statistics import SelectivitySettings
 from netfloc.stimuli import StimulusSet
@@ -133,7 +132,7 @@ def pass_statistics(
     progress: bool,
 ) -> PassStatistics:
     """Layer results, cross-validation and null rows of one pass's moments (each layer's moments are dropped
-    once used)."""
+    once used, and the memory they and the layer's temporaries held is handed back to the system)."""
     tic = time.perf_counter()
     found = PassStatistics()
     for name in track(list(layer_paths), f"{model}: statistics", enabled=progress):
@@ -146,6 +145,8 @@ def pass_statistics(
             found.crossval += crossval_rows(model, name, categories, fold_moments, found.folds[name], settings)
         permutations = [(int(group[4:]), moments[group].pop(name)) for group in moments if group.startswith("null")]
         found.null += null_rows(model, name, categories, permutations, settings)
+        del permutations
+        release_freed_memory()
     found.seconds = time.perf_counter() - tic
     return found
 
@@ -166,6 +167,9 @@ def finish_model(
     if options.null:
         tables["null"] = pd.DataFrame([row for found in done for row in found.null])
     if options.consistency:
+        # imported here: the RDMs need scipy.stats (≈ 1 s and 50 MB to import), which a run without them skips
+        from netfloc.analysis.consistency import layer_consistency
+
         fold_of_image = recording.groupings["folds"].labels % options.cross_validate if options.cross_validate else None
         tables["consistency"], tables["consistency_summary"] = layer_consistency(
             recording.model,

@@ -174,10 +174,12 @@ def probe_shapes(
     tokens: TokensName = "all",
 ) -> dict[str, tuple[int, ...]]:
     """The channel-major output shapes of ``layers``, from the first stimulus alone, so that memory can be
-    planned (and a model that cannot run on the stimuli refused) before the streaming pass."""
+    planned (and a model that cannot run on the stimuli refused) before the streaming pass. The memory the
+    probe's forward freed is handed back before the pass starts."""
     image = ImageDataset(stimuli.items()[:1], model)[0][0].unsqueeze(0)
     with LayerRecorder(model.module, layers, units, tokens) as recorder:
         forward(recorder, image, model.name)
+    release_freed_memory()
     return dict(recorder.shapes)
 
 

@@ -74,7 +74,7 @@ def plot_specificity(result: LocalizerResult, models: list[str], layers: list[st
             ax = axes[r * len(categories) + c]
             for m, model in enumerate(models):
                 data, positions = [], []
-                for layer in tb.model_layers(result, model):
+                for layer in result.model_layers(model):
                     k = layer.categories.index(category)
                     values = np.asarray(getattr(layer, attribute)[k][layer.selective[k]], dtype=np.float64)
                     if values.size:
@@ -329,7 +329,7 @@ def make_figures(
                 )
             )
         if consistency is not None and not consistency.empty:
-            layer_lists = {model: [layer.layer for layer in tb.model_layers(result, model)] for model in models}
+            layer_lists = {model: [layer.layer for layer in result.model_layers(model)] for model in models}
             saved.append(
                 save_figure(
                     plot_consistency(consistency, models, layer_lists),

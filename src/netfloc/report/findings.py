@@ -41,8 +41,8 @@ def _lookup(table: pd.DataFrame, **keys: Any) -> dict[str, float]:
 
 def last_common_layer(result: LocalizerResult, model_a: str, model_b: str) -> str | None:
     """The deepest layer (in model_a's order) that both models have, or None."""
-    names_b = {layer.layer for layer in tb.model_layers(result, model_b)}
-    shared = [layer.layer for layer in tb.model_layers(result, model_a) if layer.layer in names_b]
+    names_b = {layer.layer for layer in result.model_layers(model_b)}
+    shared = [layer.layer for layer in result.model_layers(model_a) if layer.layer in names_b]
     return shared[-1] if shared else None
 
 
@@ -52,7 +52,7 @@ def proportion_findings(result: LocalizerResult, proportions: pd.DataFrame) -> l
     for category in tb.categories(result):
         parts = []
         for model in result.models:
-            layers = [layer.layer for layer in tb.model_layers(result, model)]
+            layers = [layer.layer for layer in result.model_layers(model)]
             last = _lookup(proportions, model=model, layer=layers[-1], category=category)
             rows = proportions[
                 (proportions["model"] == model)
@@ -154,7 +154,7 @@ def crossval_findings(result: LocalizerResult, crossval: pd.DataFrame) -> list[s
         if chosen.empty:
             continue
         table = chosen.pivot(index=["layer", "category"], columns="measure", values="value")
-        layers = [layer.layer for layer in tb.model_layers(result, model)]
+        layers = [layer.layer for layer in result.model_layers(model)]
         parts = []
         for category in tb.categories(result):
             defined = [

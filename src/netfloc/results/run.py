@@ -195,6 +195,10 @@ class LocalizerResult:
     def models(self) -> list[str]:
         return list(dict.fromkeys(layer.model for layer in self.layers))
 
+    def model_layers(self, model: str) -> list[LayerResult]:
+        """The layers of one model, in depth order."""
+        return [layer for layer in self.layers if layer.model == model]
+
     def layer(self, model: str, layer: str) -> LayerResult:
         """The per-unit arrays of one layer of one model."""
         for result in self.layers:

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from netfloc.errors import NetflocError
-from netfloc.stimuli.folder import IMAGE_SUFFIXES, read_image
+from netfloc.stimuli.folder import IMAGE_SUFFIXES, decode_image, to_rgb
 
 
 def natural_key(text: str) -> tuple:
@@ -31,8 +31,12 @@ def list_images(root: Path) -> list[Path]:
 
 def read_pixels(path: Path) -> np.ndarray:
     """uint8 pixels decoded like the stimulus loader (:func:`netfloc.stimuli.folder.read_image`, 8-bit RGB),
-    returned as H×W when the three channels are equal (greyscale source) and H×W×3 otherwise."""
-    rgb = np.asarray(read_image(path))
+    returned as H×W when the three channels are equal (greyscale source) and H×W×3 otherwise. An 8-bit
+    greyscale file is returned as decoded: its RGB conversion would repeat it in all three channels."""
+    image = decode_image(path)
+    if image.mode == "L":
+        return np.array(image)
+    rgb = np.asarray(to_rgb(image))
     if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
         return rgb[..., 0].copy()
     return rgb

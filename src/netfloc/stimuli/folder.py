@@ -72,10 +72,15 @@ class StimulusSet:
 
 def read_image(path: Path) -> Image.Image:
     """Decode ``path`` as an 8-bit RGB image (see module docstring for the conversions)."""
+    return to_rgb(decode_image(path))
+
+
+def decode_image(path: Path) -> Image.Image:
+    """Decode ``path`` in its own mode; an unreadable file is a one-line error naming it."""
     try:
         with Image.open(path) as image:
             image.load()
-            return to_rgb(image)
+            return image
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
         raise NetflocError(f"cannot read image {path}: {first_line(error)}; fix or remove the file") from None
 

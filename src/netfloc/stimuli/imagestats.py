@@ -55,16 +55,30 @@ def band_energy(lum: np.ndarray) -> dict[str, float]:
     """Fraction of the non-DC power ``|FFT2(L − mean L)|²`` in each radial band of :data:`FREQUENCY_BANDS`.
 
     Radial frequency is ``f = sqrt(fx² + fy²)`` with ``fx``, ``fy`` in cycles per image along each axis. The
-    fractions sum to 1 (all energy lies at f ≥ 1 cycle/image); a constant image gives zeros.
+    fractions sum to 1 (all energy lies at f ≥ 1 cycle/image); a constant image gives zeros. The spectrum of a
+    real image is Hermitian (P(−f) = P(f), same radius), so it is computed for fx ≥ 0 only (``rfft2``) and
+    the columns that stand for two frequencies count twice.
     """
-    spectrum = np.fft.fft2(lum - lum.mean())
-    power = spectrum.real**2 + spectrum.imag**2
-    energy = np.bincount(_band_labels(lum.shape).ravel(), weights=power.ravel(), minlength=len(FREQUENCY_BANDS) + 1)
+    spectrum = np.fft.rfft2(lum - lum.mean())
+    power = (spectrum.real**2 + spectrum.imag**2) * _half_spectrum_weights(lum.shape[1])
+    labels = _band_labels(lum.shape)[:, : spectrum.shape[1]]
+    energy = np.bincount(labels.ravel(), weights=power.ravel(), minlength=len(FREQUENCY_BANDS) + 1)
     total = power.sum()
     return {
         _band_name(low, high): float(energy[band] / total) if total > 0 else 0.0
         for band, (low, high) in enumerate(FREQUENCY_BANDS)
     }
+
+
+@functools.lru_cache(maxsize=8)
+def _half_spectrum_weights(width: int) -> np.ndarray:
+    """Weight of each ``rfft2`` column: 1 for fx = 0 and, for even widths, the Nyquist column; 2 for the
+    others, which also stand for their mirror frequency −fx."""
+    weights = np.full(width // 2 + 1, 2.0)
+    weights[0] = 1.0
+    if width % 2 == 0:
+        weights[-1] = 1.0
+    return weights
 
 
 @functools.lru_cache(maxsize=8)
