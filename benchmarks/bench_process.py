@@ -39,13 +39,14 @@ HUGE_PAGES = "THP_MEM_ALLOC_ENABLE"
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
-    """Wall seconds and peak RSS (GB) of one process, measured by /usr/bin/time (``env`` added to ours)."""
+    """Wall seconds and peak RSS (GB) of one process, measured by /usr/bin/time (``env`` added to ours; huge
+    pages on unless ``env`` says otherwise, whatever the caller's environment holds)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         done = subprocess.run(
             ["/usr/bin/time", "-f", "%e %M", "-o", report.name, *command],
             capture_output=True,
             text=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, HUGE_PAGES: "1", **(env or {})},
         )
         if done.returncode != 0:
             raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-2000:]}")
@@ -96,7 +97,7 @@ def main() -> None:
     bare = [sys.executable, str(REPO / "benchmarks" / "bare_forward.py"), "--model", args.model, "--stimuli", str(full)]
     pytorch_defaults = {HUGE_PAGES: "0"}
     bare_run, default_bare, plain = alternate(
-        [(bare, {HUGE_PAGES: "1"}), (bare, pytorch_defaults), (run(full, "plain", args.layers), {})], args.repeats
+        [(bare, {}), (bare, pytorch_defaults), (run(full, "plain", args.layers), {})], args.repeats
     )
     timings = json.loads((work / "plain" / "run.json").read_text())["models"][0]["timings_s"]
     shallow = fastest([timed(run(full, "first", args.first_layer)) for _ in range(args.repeats)])

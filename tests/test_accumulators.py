@@ -91,6 +91,10 @@ def test_present_blocks_cover_exactly_the_groups_in_a_batch():
     assert present_blocks(membership(np.array([0, 2, 5, 5]), 6)) == [slice(0, 1), slice(2, 3), slice(5, 6)]
     scattered = np.arange(0, 2 * (MAX_BLOCKS + 1), 2)  # MAX_BLOCKS + 1 separate runs: one product over all
     assert present_blocks(membership(scattered, 2 * (MAX_BLOCKS + 1))) == [slice(0, 2 * (MAX_BLOCKS + 1))]
+    runs = np.arange(0, 2 * MAX_BLOCKS, 2)  # exactly MAX_BLOCKS runs stay separate
+    assert present_blocks(membership(runs, 2 * MAX_BLOCKS)) == [slice(g, g + 1) for g in runs]
+    assert present_blocks(membership(np.arange(6), 6)) == [slice(0, 6)]
+    assert present_blocks(membership(np.array([], dtype=np.int64), 6)) == []
 
 
 def test_category_ordered_batches_update_only_their_groups_and_stay_exact():

@@ -92,6 +92,13 @@ def test_light_modules_do_not_import_torch(module):
     assert done.stdout.strip() == "[]"
 
 
+def test_the_run_path_does_not_import_scipy_stats():
+    """scipy.stats costs ≈ 1 s and 50 MB at import; a plain run needs only scipy.special."""
+    code = "import sys, netfloc.cli, netfloc.pipeline; print('scipy.stats' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
 def test_help_is_instant_and_lists_every_command():
     done = subprocess.run(
         [sys.executable, "-c", "import sys; from netfloc.cli import main; sys.argv = ['netfloc', '--help']; main()"],

@@ -159,3 +159,42 @@ def test_statistics_in_a_background_thread_give_the_inline_results(planted_stimu
     assert inline[1]["timings_s"].keys() == background[1]["timings_s"].keys()
     for name in ("crossval", "null"):
         pd.testing.assert_frame_equal(inline[2][name], background[2][name])
+
+
+@pytest.mark.parametrize("rule", ["each", "pooled"])
+@pytest.mark.parametrize("test", ["welch", "student"])
+@pytest.mark.parametrize("method", ["by", "bh"])
+def test_heldout_replication_is_the_scipy_fdr_verdict(rule, test, method):
+    """Replication = t > 0 and scipy's FDR q < alpha over the selected units of k, per comparison (module
+    docstring of netfloc.analysis.controls), on moments with effects of every size, ties and a dead unit."""
+    from scipy.stats import false_discovery_control
+
+    from netfloc.analysis.controls import heldout_replication
+    from netfloc.statistics import SelectivitySettings, rest_moments, sample_variance, t_test
+
+    rng = np.random.default_rng(11)
+    k, units = 4, 300
+    count = np.array([12.0, 15.0, 9.0, 20.0])
+    mean = rng.normal(0, 1, (k, units)) * rng.uniform(0, 2, units)
+    mean[:, :10] = mean[:, :1]  # ties
+    m2 = rng.gamma(2.0, 1.0, (k, units)) * (count[:, None] - 1)
+    mean[:, -1], m2[:, -1] = 1.0, 0.0  # dead unit
+    selected = rng.random((k, units)) < 0.6
+    settings = SelectivitySettings(test=test, fdr=method, alpha=0.05, rule=rule)
+    got = heldout_replication((count, mean, m2), selected, settings)
+    variance = sample_variance(count, mean, m2)
+    for category in range(k):
+        chosen = np.flatnonzero(selected[category])
+        if rule == "each":
+            others = [(count[j], mean[j, chosen], variance[j, chosen]) for j in range(k) if j != category]
+        else:
+            others = [rest_moments(count, mean[:, chosen], m2[:, chosen], category)]
+        expected = np.ones(len(chosen), dtype=bool)
+        for n, other_mean, other_var in others:
+            t, _, p = t_test(
+                count[category], mean[category, chosen], variance[category, chosen], n, other_mean, other_var, test
+            )
+            expected &= (t > 0) & (false_discovery_control(p, method=method) < 0.05)
+        np.testing.assert_array_equal(got[category, chosen], expected)
+        assert not got[category, ~selected[category]].any()
+    assert got.any() and not got.all()

@@ -199,6 +199,22 @@ def test_read_pixels_decodes_like_the_stimulus_loader(tmp_path):
         np.testing.assert_array_equal(read_pixels(tmp_path / name), expected, err_msg=name)
 
 
+def test_an_image_that_cannot_be_converted_is_a_one_line_error(tmp_path, monkeypatch):
+    """A conversion Pillow refuses (ValueError) names the file, from the loader and from read_pixels."""
+    import netfloc.stimuli._common as common
+    import netfloc.stimuli.folder as folder
+
+    def refuse(image):
+        raise ValueError(f"conversion from {image.mode} to RGB not supported")
+
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "odd.png")
+    monkeypatch.setattr(folder, "to_rgb", refuse)
+    monkeypatch.setattr(common, "to_rgb", refuse)
+    for read in (folder.read_image, common.read_pixels):
+        with pytest.raises(NetflocError, match=r"cannot read image .*odd\.png: conversion from RGB"):
+            read(tmp_path / "odd.png")
+
+
 def test_category_image_stats_table(tmp_path):
     files = {}
     for category, level in [("dark", 60), ("light", 190)]:

@@ -24,8 +24,8 @@ kept); the full selection is run on each. Under permuted labels there is no true
 promises a *family-wise* bound: the chance that a (permutation, category) cell has any selective unit is at
 most alpha (Benjamini & Hochberg 1995, §2.1; for rule ``each`` the verdict needs K − 1 such families at
 once, so it is smaller still). Per model and layer, ``familywise_rate`` = x / n over the n = P·K cells, x of
-which hold at least one selective unit, with the one-sided 95% Clopper–Pearson bounds
-``beta.ppf(0.95, x + 1, n − x)`` (upper, reported) and ``beta.ppf(0.05, x, n − x + 1)`` (lower). A layer is
+which hold at least one selective unit, with the one-sided 95% Clopper–Pearson bounds: the 0.95 quantile of
+Beta(x + 1, n − x) (upper, reported) and the 0.05 quantile of Beta(x, n − x + 1) (lower). A layer is
 flagged (``exceeds_alpha``) when the lower bound is above alpha: the loss of control is then significant,
 not a fluctuation. Cells of one permutation share images, so the bounds are approximate.
 """

@@ -9,10 +9,11 @@ first batch's mean; shifting keeps the sums well conditioned, Chan, Golub & LeVe
 
 A batch updates every group at once: with the B×G membership matrix A (A[i, g] = 1 when image i is in group
 g; an image belongs to one group of every grouping, so groupings stack as columns), S += Aᵀ(X − K) and
-Q += Aᵀ(X − K)², two float64 matrix products accumulated in place per chunk of units, over the rows of the
-groups present in the batch only (stimuli in category order make most batches one category). The float32 batch is
-upcast ``chunk_units(B)`` units at a time into one reused buffer (≈ 2 MB), so no B×U float64 copy exists,
-nothing is allocated per batch, no Python loop runs over groups, and nothing is read back from the device.
+Q += Aᵀ(X − K)², float64 matrix products accumulated in place per chunk of units. They cover only the rows
+of the groups present in the batch (:func:`present_blocks`: at most :data:`MAX_BLOCKS` runs of consecutive
+groups, else all rows; stimuli in category order make most batches one category). The float32 batch is upcast
+``chunk_units(B)`` units at a time into one reused buffer (≈ 2 MB), so no B×U float64 copy exists, nothing is
+allocated per batch, no Python loop runs over single groups, and nothing is read back from the device.
 Relative rounding error of m2 grows like ε·(1 + (mean − K)²/σ²) — the same conditioning as Welford's or
 Chan's per-batch merges with a batch shift.
 

@@ -1,7 +1,8 @@
 """One streaming pass from images to per-group moments, and the memory plan that decides how many passes.
 
 All groupings of a pass share one accumulator per layer (their groups stacked), so each batch costs two
-matrix products per layer whatever the number of groupings (:mod:`netfloc.moments.accumulator`). The
+matrix products per layer and run of present groups, whatever the number of groupings
+(:mod:`netfloc.moments.accumulator`). The
 accumulators consume each layer's output inside its forward hook, while the output is still the forward
 pass's own tensor: recording holds no copy of any layer's batch.
 

@@ -143,6 +143,7 @@ def pass_statistics(
             fold_moments = moments["folds"].pop(name)
             found.folds[name] = fold_selections(fold_moments, len(categories), options.cross_validate, settings)
             found.crossval += crossval_rows(model, name, categories, fold_moments, found.folds[name], settings)
+            del fold_moments
         permutations = [(int(group[4:]), moments[group].pop(name)) for group in moments if group.startswith("null")]
         found.null += null_rows(model, name, categories, permutations, settings)
         del permutations

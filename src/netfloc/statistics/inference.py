@@ -11,7 +11,7 @@ All functions are pure and work on float64 numpy arrays of per-group moments: ``
 - two-sided p = 2·T_ν(−|t|), with T_ν the Student t CDF (``scipy.special.stdtr``).
 - ANOVA:   F = [Σ_g n_g (m_g − m)² / (K − 1)] / [Σ_g m2_g / (N − K)],  p = 1 − F_{K−1,N−K}(F).
 - FDR over the units of a layer, per comparison: Benjamini–Yekutieli (2001, default) or
-  Benjamini–Hochberg (1995), via ``scipy.stats.false_discovery_control``.
+  Benjamini–Hochberg (1995), as ``scipy.stats.false_discovery_control`` computes it (:func:`fdr_q`).
 
 Speed. The comparisons of a layer run on every core (threads: numpy, ``stdtr`` and the sorts release the GIL),
 and each comparison computes only what its result needs. t needs per-group terms shared by every pair
@@ -92,14 +92,6 @@ def anova_oneway(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> tuple[n
     return f, p
 
 
-def fdr(p: np.ndarray, method: FdrName = "by") -> np.ndarray:
-    """FDR-adjusted p-values (q) over a family of tests (scipy.stats.false_discovery_control). scipy.stats is
-    imported on this first use (≈ 1 s and 50 MB): the localizer itself needs only scipy.special."""
-    from scipy.stats import false_discovery_control
-
-    return false_discovery_control(p, method=method)
-
-
 class GroupTerms:
     """Per-group terms every pairwise comparison of one set of moments shares: variances s², and s²/n (Welch)
     or (n − 1)·s² (Student), so a pair's t costs a few passes over the units and ν is computed only where
@@ -157,8 +149,8 @@ def _ranked_q(p: np.ndarray, m: int, c: float) -> np.ndarray:
 
 
 def fdr_q(t: np.ndarray, df: DegreesOfFreedom, method: FdrName = "by") -> np.ndarray:
-    """``fdr(two_sided_p(t, ν), method)`` with p-values only where q < 1 is possible (module docstring);
-    ``df(units)`` gives ν on the units at these indices."""
+    """``scipy.stats.false_discovery_control(two_sided_p(t, ν), method)`` with p-values only where q < 1 is
+    possible (module docstring); ``df(units)`` gives ν on the units at these indices."""
     c = _fdr_constant(t.size, method)
     candidates = _candidates(t, 1.0 / c)
     q = np.ones(t.size)
@@ -167,8 +159,8 @@ def fdr_q(t: np.ndarray, df: DegreesOfFreedom, method: FdrName = "by") -> np.nda
 
 
 def fdr_reject(t: np.ndarray, df: DegreesOfFreedom, alpha: float, method: FdrName = "by") -> np.ndarray:
-    """``fdr(two_sided_p(t, ν), method) < alpha`` with p-values only where q < α is possible (module
-    docstring); ``df(units)`` gives ν on the units at these indices."""
+    """``scipy.stats.false_discovery_control(two_sided_p(t, ν), method) < alpha`` with p-values only where
+    q < α is possible (module docstring); ``df(units)`` gives ν on the units at these indices."""
     c = _fdr_constant(t.size, method)
     candidates = _candidates(t, alpha / c)
     rejected = np.zeros(t.size, dtype=bool)

@@ -33,10 +33,10 @@ def read_pixels(path: Path) -> np.ndarray:
     """uint8 pixels decoded like the stimulus loader (:func:`netfloc.stimuli.folder.read_image`, 8-bit RGB),
     returned as H×W when the three channels are equal (greyscale source) and H×W×3 otherwise. An 8-bit
     greyscale file is returned as decoded: its RGB conversion would repeat it in all three channels."""
-    image = decode_image(path)
+    image = decode_image(path, lambda decoded: decoded if decoded.mode == "L" else to_rgb(decoded))
     if image.mode == "L":
         return np.array(image)
-    rgb = np.asarray(to_rgb(image))
+    rgb = np.asarray(image)
     if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
         return rgb[..., 0].copy()
     return rgb

@@ -14,7 +14,7 @@ integer images are rescaled from their full range, and transparent pixels are co
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,15 +72,16 @@ class StimulusSet:
 
 def read_image(path: Path) -> Image.Image:
     """Decode ``path`` as an 8-bit RGB image (see module docstring for the conversions)."""
-    return to_rgb(decode_image(path))
+    return decode_image(path, to_rgb)
 
 
-def decode_image(path: Path) -> Image.Image:
-    """Decode ``path`` in its own mode; an unreadable file is a one-line error naming it."""
+def decode_image(path: Path, convert: Callable[[Image.Image], Image.Image] | None = None) -> Image.Image:
+    """Decode ``path`` (in its own mode, or through ``convert``); a file that cannot be read or converted is a
+    one-line error naming it."""
     try:
         with Image.open(path) as image:
             image.load()
-            return image
+            return convert(image) if convert else image
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
         raise NetflocError(f"cannot read image {path}: {first_line(error)}; fix or remove the file") from None
 

@@ -61,8 +61,7 @@ def band_energy(lum: np.ndarray) -> dict[str, float]:
     """
     spectrum = np.fft.rfft2(lum - lum.mean())
     power = (spectrum.real**2 + spectrum.imag**2) * _half_spectrum_weights(lum.shape[1])
-    labels = _band_labels(lum.shape)[:, : spectrum.shape[1]]
-    energy = np.bincount(labels.ravel(), weights=power.ravel(), minlength=len(FREQUENCY_BANDS) + 1)
+    energy = np.bincount(_half_band_labels(lum.shape), weights=power.ravel(), minlength=len(FREQUENCY_BANDS) + 1)
     total = power.sum()
     return {
         _band_name(low, high): float(energy[band] / total) if total > 0 else 0.0
@@ -79,6 +78,14 @@ def _half_spectrum_weights(width: int) -> np.ndarray:
     if width % 2 == 0:
         weights[-1] = 1.0
     return weights
+
+
+@functools.lru_cache(maxsize=8)
+def _half_band_labels(shape: tuple[int, int]) -> np.ndarray:
+    """:func:`_band_labels` of the ``rfft2`` columns (fx ≥ 0), flattened (read-only: it is cached)."""
+    labels = np.ascontiguousarray(_band_labels(shape)[:, : shape[1] // 2 + 1]).ravel()
+    labels.flags.writeable = False
+    return labels
 
 
 @functools.lru_cache(maxsize=8)
