@@ -342,7 +342,8 @@ def models() -> None:
 #: PyTorch's CPU allocator backs allocations of 2 MB and more with transparent huge pages when this variable is
 #: 1 (read once, at torch's first allocation; Linux only). A forward pass allocates and frees its activations
 #: every batch; with 4 KB pages each 100 MB activation costs ~25,000 page faults. Measured on ResNet-50, batch
-#: 32, 2 cores: bare forward 43 s → 34 s, kernel time 24 s → 9 s, peak RSS 1.30 → 1.26 GB (README, Benchmarks).
+#: 32, 2 cores, 192 images: bare forward 43 s → 34 s, kernel time 24 s → 9 s, peak memory unchanged (README,
+#: Benchmarks).
 HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"
 
 
