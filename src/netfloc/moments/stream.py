@@ -2,9 +2,8 @@
 
 All groupings of a pass share one accumulator per layer (their groups stacked), so each batch costs two
 matrix products per layer and run of present groups, whatever the number of groupings
-(:mod:`netfloc.moments.accumulator`). The
-accumulators consume each layer's output inside its forward hook, while the output is still the forward
-pass's own tensor: recording holds no copy of any layer's batch.
+(:mod:`netfloc.moments.accumulator`). The accumulators consume each layer's output inside its forward hook,
+while the output is still the forward pass's own tensor: recording holds no copy of any layer's batch.
 
 Memory is planned before the first batch: per layer, each group holds two float64 sums, i.e.
 (1 + F + P)·K·U·16 bytes for K categories, F folds (as K·F groups) and P permutations, plus one float64

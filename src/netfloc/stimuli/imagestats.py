@@ -82,20 +82,16 @@ def _half_spectrum_weights(width: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _half_band_labels(shape: tuple[int, int]) -> np.ndarray:
-    """:func:`_band_labels` of the ``rfft2`` columns (fx ≥ 0), flattened (read-only: it is cached)."""
-    labels = np.ascontiguousarray(_band_labels(shape)[:, : shape[1] // 2 + 1]).ravel()
-    labels.flags.writeable = False
-    return labels
-
-
-@functools.lru_cache(maxsize=8)
-def _band_labels(shape: tuple[int, int]) -> np.ndarray:
-    """Each frequency's band index in :data:`FREQUENCY_BANDS` (``len(FREQUENCY_BANDS)`` for none: the DC)."""
+    """Each ``rfft2`` frequency's band index in :data:`FREQUENCY_BANDS` (``len(FREQUENCY_BANDS)`` for none: the
+    DC), flattened; read-only, since it is cached."""
     height, width = shape
-    radius = np.hypot((np.fft.fftfreq(height) * height)[:, np.newaxis], (np.fft.fftfreq(width) * width)[np.newaxis, :])
-    labels = np.full(shape, len(FREQUENCY_BANDS))
+    fy = np.fft.fftfreq(height)[:, np.newaxis] * height
+    radius = np.hypot(fy, np.fft.rfftfreq(width)[np.newaxis, :] * width)
+    labels = np.full(radius.shape, len(FREQUENCY_BANDS))
     for band, (low, high) in enumerate(FREQUENCY_BANDS):
         labels[(radius >= low) & (radius < high)] = band
+    labels = labels.ravel()
+    labels.flags.writeable = False
     return labels
 
 
