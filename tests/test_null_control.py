@@ -61,8 +61,8 @@ def test_null_control_passes_with_fdr(planted):
 
 
 def test_null_control_fails_when_fdr_is_removed(planted, monkeypatch):
-    def raw_p(t, df):
-        return st.two_sided_p(t, df(np.arange(t.size)))
+    def raw_p(t, df):  # ν comes as an array (pooled tests) or as a function of the unit indices (pairs)
+        return st.two_sided_p(t, df if isinstance(df, np.ndarray) else df(np.arange(t.size)))
 
     monkeypatch.setattr(selection, "fdr_q", lambda t, df, method="by": raw_p(t, df))
     monkeypatch.setattr(selection, "fdr_reject", lambda t, df, alpha, method="by": raw_p(t, df) < alpha)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from scipy import stats
+from scipy import special, stats
 from statsmodels.stats.multitest import multipletests
 
 from netfloc.moments.accumulator import MomentAccumulator
@@ -252,3 +252,51 @@ def test_fdr_q_equals_scipy_on_every_unit(method):
     assert (expected == 1.0).any()
     if method == "by":
         assert asked[0] < t.size / 2, "BY: most units have q = 1 and get no p-value"
+
+
+@pytest.mark.parametrize("method", ["by", "bh"])
+@pytest.mark.parametrize("regime", ["welch_144", "near_normal", "mixed"])
+def test_fdr_candidates_give_scipy_values_and_few_p_values(method, regime):
+    """ν as an array or as a function: q-values and verdicts equal scipy's, in three regimes (Welch-like ν of
+    two groups of 144; near-normal ν, where the candidate search is tight; a few ν = 3 among near-normal ones,
+    where the order of p differs from the order of |t|). With near-normal ν, BY computes about as many
+    p-values as there are units with q < 1 — far fewer than the normal bound 2Φ(−|t|) < 1/c alone admits."""
+    from netfloc.statistics import fdr_q, fdr_reject, two_sided_p
+
+    rng = np.random.default_rng(14)
+    t = np.concatenate([rng.normal(0, 2.0, 30000), rng.normal(4, 1.5, 3000), np.zeros(20), np.full(30, 3.3)])
+    df = {
+        "welch_144": rng.uniform(143, 286, t.size),
+        "near_normal": np.full(t.size, 1e7),
+        "mixed": np.where(rng.random(t.size) < 0.05, 3.0, 1e7),
+    }[regime]
+    expected = stats.false_discovery_control(two_sided_p(t, df), method=method)
+    asked = []
+
+    def degrees(units):
+        asked.append(len(units))
+        return df[units]
+
+    np.testing.assert_allclose(fdr_q(t, df, method), expected, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(fdr_q(t, degrees, method), expected, rtol=1e-12, atol=0)
+    for alpha in (0.01, 0.05, float(np.sort(expected)[2000])):
+        np.testing.assert_array_equal(fdr_reject(t, df, alpha, method), expected < alpha)
+        np.testing.assert_array_equal(fdr_reject(t, degrees, alpha, method), expected < alpha)
+    if method == "by" and regime == "near_normal":
+        c = float(np.sum(1 / np.arange(1, t.size + 1)))
+        assert asked[0] <= 1.01 * (expected < 1).sum()
+        assert asked[0] < 0.8 * (np.abs(t) >= special.ndtri(1 - 1 / (2 * c))).sum()
+
+
+def test_fdr_candidate_search_that_is_too_tight_differs_from_scipy(monkeypatch):
+    """The control for the candidate search: leaving out units past a search bound that is too tight (a
+    margin of −50% instead of +1e-6) changes q-values and verdicts."""
+    from netfloc.statistics import fdr_q, fdr_reject, inference, two_sided_p
+
+    rng = np.random.default_rng(15)
+    t = np.concatenate([rng.normal(0, 2.0, 30000), rng.normal(4, 1.5, 3000)])
+    df = rng.uniform(143, 286, t.size)
+    expected = stats.false_discovery_control(two_sided_p(t, df), method="by")
+    monkeypatch.setattr(inference, "_MARGIN", -0.5)
+    assert not np.allclose(fdr_q(t, df, "by"), expected, rtol=1e-12, atol=0)
+    assert not np.array_equal(fdr_reject(t, df, 0.05, "by"), expected < 0.05)

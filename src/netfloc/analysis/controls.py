@@ -74,7 +74,7 @@ def heldout_replication(test: Moments, selected: np.ndarray, settings: Selectivi
         passed = np.ones(len(units), dtype=bool)
         for n_other, mean_other, var_other in _opponents(test, variance, k, units, settings.rule):
             t, df = TESTS[settings.test](count[k], mean[k, units], variance[k, units], n_other, mean_other, var_other)
-            passed &= (t > 0) & fdr_reject(t, lambda chosen, df=df: df[chosen], settings.alpha, settings.fdr)
+            passed &= (t > 0) & fdr_reject(t, df, settings.alpha, settings.fdr)
         replicated[k, units] = passed
     return replicated
 

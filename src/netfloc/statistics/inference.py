@@ -15,13 +15,17 @@ All functions are pure and work on float64 numpy arrays of per-group moments: ``
 
 Speed. The comparisons of a layer run on every core (threads: numpy, ``stdtr`` and the sorts release the GIL),
 and each comparison computes only what its result needs. t needs per-group terms shared by every pair
-(:class:`GroupTerms`); ν and p are computed only for units whose q can be below 1 (or below α, where only
-the verdict is needed: null permutations, cross-validation folds). With c = Σ_{j≤m} 1/j (BY) or 1 (BH),
-q_(i) = min(1, min_{j≥i} p_(j)·m·c/j) ≥ min(1, p_(i)·c), so p ≥ 1/c gives q = 1 exactly, and q < α needs
-p < α/c; and p ≥ 2Φ(−|t|) for every ν (Student tails are heavier than the normal's), so only units with
-|t| ≥ Φ⁻¹(1 − ε/2c) (ε = 1 or α) get a p-value and are ranked, among themselves, with scipy's arithmetic —
-the ranks of the small p-values are the same among the candidates as among all units. Results equal
-``scipy.stats.false_discovery_control`` on every p-value (tests check values and verdicts).
+(:class:`GroupTerms`); ν and p are computed only for units whose q can be below ε (ε = 1 for q-values, α
+where only the verdict is needed: null permutations, cross-validation folds). With c = Σ_{j≤m} 1/j (BY) or 1
+(BH), q_(i) = min(1, min_{j≥i} p_(j)·m·c/j) < ε exactly for the ranks i ≤ J = max{j : p_(j)·m·c/j < ε}.
+Every p is at least p_lo = 2Φ(−|t|) (Student tails are heavier than the normal's), a decreasing function of
+|t|; let τ_(1) ≥ τ_(2) ≥ … be the |t| and J_lo = max{j : 2Φ(−τ_(j))·m·c/j < ε}. A unit u of rank ≤ J has
+|t_u| ≥ τ_(J_lo): the units with |t| ≥ |t_u| and the J units of rank ≤ J all have p_lo ≤ p_(J), so their
+number N ≥ J satisfies the condition of J_lo (p_lo,(N)·m·c/N ≤ p_(J)·m·c/J < ε), and N ≤ J_lo. So only the
+units with |t| ≥ τ_(J_lo) get a p-value and are ranked among themselves with scipy's arithmetic: every unit
+left out has p > p_(J), so the candidates' ranks up to J are their ranks among all units, and every other
+value they get is ≥ ε (q = 1, or no rejection). Results equal ``scipy.stats.false_discovery_control`` on
+every p-value (tests check values and verdicts).
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ from netfloc.statistics.variance import parallel_map, sample_variance
 
 TestName = Literal["welch", "student"]
 FdrName = Literal["by", "bh"]
-DegreesOfFreedom = Callable[[np.ndarray], np.ndarray]
+#: ν of a comparison: an array over all units, or a function giving ν on the units at some indices.
+DegreesOfFreedom = np.ndarray | Callable[[np.ndarray], np.ndarray]
+#: Relative margin that keeps the candidate search on the safe side of rounding.
+_MARGIN = 1e-6
 
 
 def welch_t(n_a, mean_a, var_a, n_b, mean_b, var_b) -> tuple[np.ndarray, np.ndarray]:
@@ -129,11 +136,22 @@ def _fdr_constant(m: int, method: FdrName) -> float:
     return float(np.sum(1 / np.arange(1, m + 1, dtype=np.float64))) if method == "by" else 1.0
 
 
-def _candidates(t: np.ndarray, p_bound: float) -> np.ndarray:
-    """Indices of the units whose p-value can be below ``p_bound``: |t| ≥ Φ⁻¹(1 − p_bound/2) (module docstring;
-    a relative margin of 1e-9 keeps rounding on the safe side)."""
-    z = special.ndtri(1.0 - p_bound / 2.0) * (1.0 - 1e-9) if p_bound < 1 else 0.0
-    return np.flatnonzero(np.abs(t) >= z)
+def _candidates(t: np.ndarray, c: float, epsilon: float) -> np.ndarray:
+    """Indices of the units whose q can be below ``epsilon``: |t| ≥ τ_(J_lo) (module docstring), among the units
+    whose p can be below ε/c at all (2Φ(−|t|) < ε/c)."""
+    magnitude = np.abs(t)
+    first = np.flatnonzero(magnitude >= special.ndtri(1.0 - epsilon / (2.0 * c)) * (1.0 - 1e-9))
+    tau = np.sort(magnitude[first])[::-1]
+    ranks = np.arange(1, tau.size + 1, dtype=np.float64)
+    possible = np.flatnonzero(2.0 * special.ndtr(-tau) * (t.size * c) / ranks < epsilon * (1.0 + _MARGIN))
+    if not possible.size:
+        return first[:0]
+    return first[magnitude[first] >= tau[possible[-1]]]
+
+
+def _p_values(t: np.ndarray, df: DegreesOfFreedom, units: np.ndarray) -> np.ndarray:
+    """Two-sided p of the units at ``units`` (``df``: ν of every unit, or a function giving ν on ``units``)."""
+    return two_sided_p(t[units], df[units] if isinstance(df, np.ndarray) else df(units))
 
 
 def _ranked_q(p: np.ndarray, m: int, c: float) -> np.ndarray:
@@ -150,19 +168,19 @@ def _ranked_q(p: np.ndarray, m: int, c: float) -> np.ndarray:
 
 def fdr_q(t: np.ndarray, df: DegreesOfFreedom, method: FdrName = "by") -> np.ndarray:
     """``scipy.stats.false_discovery_control(two_sided_p(t, ν), method)`` with p-values only where q < 1 is
-    possible (module docstring); ``df(units)`` gives ν on the units at these indices."""
+    possible (module docstring). ``df``: ν per unit, or ``df(units)`` giving ν on the units at these indices."""
     c = _fdr_constant(t.size, method)
-    candidates = _candidates(t, 1.0 / c)
+    candidates = _candidates(t, c, 1.0)
     q = np.ones(t.size)
-    q[candidates] = _ranked_q(two_sided_p(t[candidates], df(candidates)), t.size, c)
+    q[candidates] = _ranked_q(_p_values(t, df, candidates), t.size, c)
     return q
 
 
 def fdr_reject(t: np.ndarray, df: DegreesOfFreedom, alpha: float, method: FdrName = "by") -> np.ndarray:
     """``scipy.stats.false_discovery_control(two_sided_p(t, ν), method) < alpha`` with p-values only where
-    q < α is possible (module docstring); ``df(units)`` gives ν on the units at these indices."""
+    q < α is possible (module docstring); ``df`` as in :func:`fdr_q`."""
     c = _fdr_constant(t.size, method)
-    candidates = _candidates(t, alpha / c)
+    candidates = _candidates(t, c, alpha)
     rejected = np.zeros(t.size, dtype=bool)
-    rejected[candidates] = _ranked_q(two_sided_p(t[candidates], df(candidates)), t.size, c) < alpha
+    rejected[candidates] = _ranked_q(_p_values(t, df, candidates), t.size, c) < alpha
     return rejected

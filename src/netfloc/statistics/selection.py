@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -112,7 +113,7 @@ def pairwise_extremes(count, mean, m2, settings: SelectivitySettings) -> tuple[n
 
     def test(pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         t = terms.t(*pair)
-        return t, fdr_q(t, lambda chosen: terms.df(*pair, chosen), settings.fdr)
+        return t, fdr_q(t, partial(terms.df, *pair), settings.fdr)
 
     t_min = np.full((k, units), np.inf)
     q_max = np.zeros((k, units))
@@ -142,7 +143,7 @@ def pooled_tests(count, mean, m2, test: TestName) -> list[tuple[np.ndarray, np.n
 def pooled_comparison(count, mean, m2, settings: SelectivitySettings) -> tuple[np.ndarray, np.ndarray]:
     """For each k: t and q of k against all other categories' images pooled into one group."""
     tests = pooled_tests(count, mean, m2, settings.test)
-    q = parallel_map(lambda found: fdr_q(found[0], lambda chosen: found[1][chosen], settings.fdr), tests)
+    q = parallel_map(lambda found: fdr_q(found[0], found[1], settings.fdr), tests)
     return np.stack([t for t, _ in tests]), np.stack(q)
 
 
@@ -155,7 +156,7 @@ def selective_mask(count, mean, m2, settings: SelectivitySettings) -> np.ndarray
 
         def test(pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
             t = terms.t(*pair)
-            return t, fdr_reject(t, lambda chosen: terms.df(*pair, chosen), settings.alpha, settings.fdr)
+            return t, fdr_reject(t, partial(terms.df, *pair), settings.alpha, settings.fdr)
 
         mask = np.ones(mean.shape, dtype=bool)
         for (a, b), (t, rejected) in zip(_pairs(k), parallel_map(test, _pairs(k)), strict=True):
@@ -165,9 +166,7 @@ def selective_mask(count, mean, m2, settings: SelectivitySettings) -> np.ndarray
     tests = pooled_tests(count, mean, m2, settings.test)
     if settings.rule == "top":
         return top_units(np.stack([t for t, _ in tests]), settings.top_percent)
-    return np.stack(
-        [(t > 0) & fdr_reject(t, lambda chosen, df=df: df[chosen], settings.alpha, settings.fdr) for t, df in tests]
-    )
+    return np.stack([(t > 0) & fdr_reject(t, df, settings.alpha, settings.fdr) for t, df in tests])
 
 
 def top_units(t: np.ndarray, percent: float) -> np.ndarray:
