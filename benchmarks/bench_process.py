@@ -3,9 +3,11 @@
 Every measurement is a separate process run under ``/usr/bin/time`` (wall time and peak RSS, imports and
 stimulus checks included): ``netfloc run … --no-report`` against ``benchmarks/bare_forward.py`` (the same model,
 preprocessing and data loading, no hooks). The arms alternate ``--repeats`` times and the fastest of each
-counts, which damps the noise of a shared machine. The bare forward runs twice per round: with torch's
-huge-page allocations on, as netfloc's CLI runs (``THP_MEM_ALLOC_ENABLE=1``; the ratio to it is netfloc's
-overhead), and with PyTorch's defaults (what a hand-written loop gets). Printed ratios (the table of issue 10):
+counts, which damps the noise of a shared machine; the ratios of the runs of one round (neighbours in time)
+are printed too, with their median, since a shared machine's speed drifts by ±10% over minutes. The bare
+forward runs twice per round: with torch's huge-page allocations on, as netfloc's CLI runs
+(``THP_MEM_ALLOC_ENABLE=1``; the ratio to it is netfloc's overhead), and with PyTorch's defaults (what a
+hand-written loop gets). Printed ratios (the table of issue 10):
 
 - run / bare forward (time) and peak RSS / the bare forward's, against both bare forwards
 - peak RSS with 32 vs 128 images per category (192 vs 768 images): memory must not grow with images
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,13 +61,18 @@ def fastest(runs: list[dict[str, float]]) -> dict[str, float]:
     return min(runs, key=lambda run: run["seconds"])
 
 
-def alternate(arms: list[tuple[list[str], dict[str, str]]], repeats: int) -> list[dict]:
-    """The (command, env) arms run in turn, ``repeats`` rounds; the fastest of each arm."""
+def alternate(arms: list[tuple[list[str], dict[str, str]]], repeats: int) -> list[list[dict]]:
+    """The (command, env) arms run in turn, ``repeats`` rounds; every run of each arm, in round order."""
     runs: list[list[dict]] = [[] for _ in arms]
     for _ in range(repeats):
         for measured, (command, env) in zip(runs, arms, strict=True):
             measured.append(timed(command, env))
-    return [fastest(measured) for measured in runs]
+    return runs
+
+
+def round_ratios(numerator: list[dict], denominator: list[dict], key: str = "seconds") -> list[float]:
+    """Per round, ``key`` of one arm over the other's (runs of one round are neighbours in time)."""
+    return [a[key] / b[key] for a, b in zip(numerator, denominator, strict=True)]
 
 
 def build_stimuli(root: Path, per_category: int) -> Path:
@@ -96,15 +104,16 @@ def main() -> None:
 
     bare = [sys.executable, str(REPO / "benchmarks" / "bare_forward.py"), "--model", args.model, "--stimuli", str(full)]
     pytorch_defaults = {HUGE_PAGES: "0"}
-    bare_run, default_bare, plain = alternate(
-        [(bare, {}), (bare, pytorch_defaults), (run(full, "plain", args.layers), {})], args.repeats
-    )
+    rounds = alternate([(bare, {}), (bare, pytorch_defaults), (run(full, "plain", args.layers), {})], args.repeats)
+    bare_run, default_bare, plain = (fastest(runs) for runs in rounds)
+    paired = round_ratios(rounds[2], rounds[0])
     timings = json.loads((work / "plain" / "run.json").read_text())["models"][0]["timings_s"]
     shallow = fastest([timed(run(full, "first", args.first_layer)) for _ in range(args.repeats)])
     controls = timed(run(full, "controls", args.layers, "--null", "20", "--cross-validate", "5"))
     few, many = timed(run(small, "few", args.layers)), timed(run(large, "many", args.layers))
     ratios = {
         "run / bare forward (time)": plain["seconds"] / bare_run["seconds"],
+        "run / bare forward (time), median of rounds": statistics.median(paired),
         "peak RSS run / bare forward": plain["peak_gb"] / bare_run["peak_gb"],
         "run / bare forward, PyTorch defaults (time)": plain["seconds"] / default_bare["seconds"],
         "peak RSS run / bare forward, PyTorch defaults": plain["peak_gb"] / default_bare["peak_gb"],
@@ -122,6 +131,8 @@ def main() -> None:
         "192_images": few,
         "768_images": many,
         "run_timings_s": timings,
+        "rounds": {"bare_forward": rounds[0], "bare_forward_pytorch_defaults": rounds[1], "run": rounds[2]},
+        "round_ratios_run_over_bare": paired,
     }
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"{args.model}, layers {args.layers}, 864 fLoc images, {machine}")
