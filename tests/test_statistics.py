@@ -300,3 +300,23 @@ def test_fdr_candidate_search_that_is_too_tight_differs_from_scipy(monkeypatch):
     monkeypatch.setattr(inference, "_MARGIN", -0.5)
     assert not np.allclose(fdr_q(t, df, "by"), expected, rtol=1e-12, atol=0)
     assert not np.array_equal(fdr_reject(t, df, 0.05, "by"), expected < 0.05)
+
+
+@pytest.mark.parametrize("df_kind", ["normal", "welch_144"])
+def test_fdr_candidates_with_tied_t_tiny_alpha_and_tiny_families(df_kind):
+    """|t| rounded to one decimal (ties everywhere, also at the search's boundary), ν = ∞ (p equals its normal
+    bound, so the search is tight) or Welch-like, α down to 1e-14, and families of one and no unit: q-values and
+    verdicts equal scipy's."""
+    from netfloc.statistics import fdr_q, fdr_reject, two_sided_p
+
+    rng = np.random.default_rng(16)
+    t = np.round(np.concatenate([rng.normal(0, 2.0, 20000), rng.normal(9, 2.0, 500)]), 1)
+    df = np.full(t.size, np.inf) if df_kind == "normal" else rng.uniform(143, 286, t.size)
+    for method in ("by", "bh"):
+        expected = stats.false_discovery_control(two_sided_p(t, df), method=method)
+        np.testing.assert_allclose(fdr_q(t, df, method), expected, rtol=1e-12, atol=0)
+        for alpha in (1e-14, 0.05, float(np.sort(expected)[3000])):
+            np.testing.assert_array_equal(fdr_reject(t, df, alpha, method), expected < alpha)
+        one = stats.false_discovery_control(two_sided_p(t[:1], df[:1]), method=method)
+        np.testing.assert_allclose(fdr_q(t[:1], df[:1], method), one, rtol=1e-12, atol=0)
+        assert fdr_q(t[:0], df[:0], method).shape == (0,) and fdr_reject(t[:0], df[:0], 0.05, method).shape == (0,)

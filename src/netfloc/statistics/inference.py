@@ -21,11 +21,12 @@ where only the verdict is needed: null permutations, cross-validation folds). Wi
 Every p is at least p_lo = 2Φ(−|t|) (Student tails are heavier than the normal's), a decreasing function of
 |t|; let τ_(1) ≥ τ_(2) ≥ … be the |t| and J_lo = max{j : 2Φ(−τ_(j))·m·c/j < ε}. A unit u of rank ≤ J has
 |t_u| ≥ τ_(J_lo): the units with |t| ≥ |t_u| and the J units of rank ≤ J all have p_lo ≤ p_(J), so their
-number N ≥ J satisfies the condition of J_lo (p_lo,(N)·m·c/N ≤ p_(J)·m·c/J < ε), and N ≤ J_lo. So only the
-units with |t| ≥ τ_(J_lo) get a p-value and are ranked among themselves with scipy's arithmetic: every unit
-left out has p > p_(J), so the candidates' ranks up to J are their ranks among all units, and every other
-value they get is ≥ ε (q = 1, or no rejection). Results equal ``scipy.stats.false_discovery_control`` on
-every p-value (tests check values and verdicts).
+number N ≥ J satisfies the condition of J_lo (p_lo,(N)·m·c/N ≤ p_(J)·m·c/J < ε), so #{|t| ≥ |t_u|} ≤ N ≤
+J_lo. So only the units with |t| ≥ τ_(J_lo) get a p-value and are ranked among themselves with scipy's
+arithmetic: every unit left out has p > p_(J) (the argument holds for any unit with p ≤ p_(J)), so the
+candidates' ranks up to J are their ranks among all units, and every other value they get is ≥ ε (q = 1, or
+no rejection). Results equal ``scipy.stats.false_discovery_control`` on every p-value (tests check values and
+verdicts).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def _candidates(t: np.ndarray, c: float, epsilon: float) -> np.ndarray:
     """Indices of the units whose q can be below ``epsilon``: |t| ≥ τ_(J_lo) (module docstring), among the units
     whose p can be below ε/c at all (2Φ(−|t|) < ε/c)."""
     magnitude = np.abs(t)
-    first = np.flatnonzero(magnitude >= special.ndtri(1.0 - epsilon / (2.0 * c)) * (1.0 - 1e-9))
+    first = np.flatnonzero(magnitude >= -special.ndtri(epsilon / (2.0 * c)) * (1.0 - 1e-9))
     tau = np.sort(magnitude[first])[::-1]
     ranks = np.arange(1, tau.size + 1, dtype=np.float64)
     possible = np.flatnonzero(2.0 * special.ndtr(-tau) * (t.size * c) / ranks < epsilon * (1.0 + _MARGIN))
@@ -169,6 +170,8 @@ def _ranked_q(p: np.ndarray, m: int, c: float) -> np.ndarray:
 def fdr_q(t: np.ndarray, df: DegreesOfFreedom, method: FdrName = "by") -> np.ndarray:
     """``scipy.stats.false_discovery_control(two_sided_p(t, ν), method)`` with p-values only where q < 1 is
     possible (module docstring). ``df``: ν per unit, or ``df(units)`` giving ν on the units at these indices."""
+    if not t.size:
+        return np.ones(0)
     c = _fdr_constant(t.size, method)
     candidates = _candidates(t, c, 1.0)
     q = np.ones(t.size)
@@ -179,6 +182,8 @@ def fdr_q(t: np.ndarray, df: DegreesOfFreedom, method: FdrName = "by") -> np.nda
 def fdr_reject(t: np.ndarray, df: DegreesOfFreedom, alpha: float, method: FdrName = "by") -> np.ndarray:
     """``scipy.stats.false_discovery_control(two_sided_p(t, ν), method) < alpha`` with p-values only where
     q < α is possible (module docstring); ``df`` as in :func:`fdr_q`."""
+    if not t.size:
+        return np.zeros(0, dtype=bool)
     c = _fdr_constant(t.size, method)
     candidates = _candidates(t, c, alpha)
     rejected = np.zeros(t.size, dtype=bool)
