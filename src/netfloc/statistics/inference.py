@@ -142,9 +142,12 @@ def _candidates(t: np.ndarray, c: float, epsilon: float) -> np.ndarray:
     whose p can be below ε/c at all (2Φ(−|t|) < ε/c)."""
     magnitude = np.abs(t)
     first = np.flatnonzero(magnitude >= -special.ndtri(epsilon / (2.0 * c)) * (1.0 - 1e-9))
+    limit = epsilon * (1.0 + _MARGIN) / (t.size * c)
+    if not first.size or 2.0 * special.ndtr(-magnitude[first].min()) < limit * first.size:
+        return first  # none, or the last rank passes (J_lo = all of them: BH q-values), no sort needed
     tau = np.sort(magnitude[first])[::-1]
     ranks = np.arange(1, tau.size + 1, dtype=np.float64)
-    possible = np.flatnonzero(2.0 * special.ndtr(-tau) * (t.size * c) / ranks < epsilon * (1.0 + _MARGIN))
+    possible = np.flatnonzero(2.0 * special.ndtr(-tau) < limit * ranks)
     if not possible.size:
         return first[:0]
     return first[magnitude[first] >= tau[possible[-1]]]
