@@ -142,20 +142,27 @@ def _candidates(t: np.ndarray, c: float, epsilon: float) -> np.ndarray:
     whose p can be below ε/c at all (2Φ(−|t|) < ε/c)."""
     magnitude = np.abs(t)
     first = np.flatnonzero(magnitude >= -special.ndtri(epsilon / (2.0 * c)) * (1.0 - 1e-9))
+    first_magnitude = magnitude[first]
     limit = epsilon * (1.0 + _MARGIN) / (t.size * c)
-    if not first.size or 2.0 * special.ndtr(-magnitude[first].min()) < limit * first.size:
+    if not first.size or 2.0 * special.ndtr(-first_magnitude.min()) < limit * first.size:
         return first  # none, or the last rank passes (J_lo = all of them: BH q-values), no sort needed
-    tau = np.sort(magnitude[first])[::-1]
+    tau = np.sort(first_magnitude)[::-1]
     ranks = np.arange(1, tau.size + 1, dtype=np.float64)
     possible = np.flatnonzero(2.0 * special.ndtr(-tau) < limit * ranks)
     if not possible.size:
         return first[:0]
-    return first[magnitude[first] >= tau[possible[-1]]]
+    return first[first_magnitude >= tau[possible[-1]]]
 
 
-def _p_values(t: np.ndarray, df: DegreesOfFreedom, units: np.ndarray) -> np.ndarray:
-    """Two-sided p of the units at ``units`` (``df``: ν of every unit, or a function giving ν on ``units``)."""
-    return two_sided_p(t[units], df[units] if isinstance(df, np.ndarray) else df(units))
+def _candidate_q(t: np.ndarray, df: DegreesOfFreedom, method: FdrName, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, q-values) of the units whose q can be below ``epsilon`` (module docstring); ``df``: ν of every
+    unit, or a function giving ν on the units at some indices."""
+    if not t.size:
+        return np.zeros(0, dtype=np.intp), np.ones(0)
+    c = _fdr_constant(t.size, method)
+    candidates = _candidates(t, c, epsilon)
+    p = two_sided_p(t[candidates], df[candidates] if isinstance(df, np.ndarray) else df(candidates))
+    return candidates, _ranked_q(p, t.size, c)
 
 
 def _ranked_q(p: np.ndarray, m: int, c: float) -> np.ndarray:
@@ -173,22 +180,16 @@ def _ranked_q(p: np.ndarray, m: int, c: float) -> np.ndarray:
 def fdr_q(t: np.ndarray, df: DegreesOfFreedom, method: FdrName = "by") -> np.ndarray:
     """``scipy.stats.false_discovery_control(two_sided_p(t, ν), method)`` with p-values only where q < 1 is
     possible (module docstring). ``df``: ν per unit, or ``df(units)`` giving ν on the units at these indices."""
-    if not t.size:
-        return np.ones(0)
-    c = _fdr_constant(t.size, method)
-    candidates = _candidates(t, c, 1.0)
+    candidates, candidate_q = _candidate_q(t, df, method, 1.0)
     q = np.ones(t.size)
-    q[candidates] = _ranked_q(_p_values(t, df, candidates), t.size, c)
+    q[candidates] = candidate_q
     return q
 
 
 def fdr_reject(t: np.ndarray, df: DegreesOfFreedom, alpha: float, method: FdrName = "by") -> np.ndarray:
     """``scipy.stats.false_discovery_control(two_sided_p(t, ν), method) < alpha`` with p-values only where
     q < α is possible (module docstring); ``df`` as in :func:`fdr_q`."""
-    if not t.size:
-        return np.zeros(0, dtype=bool)
-    c = _fdr_constant(t.size, method)
-    candidates = _candidates(t, c, alpha)
+    candidates, candidate_q = _candidate_q(t, df, method, alpha)
     rejected = np.zeros(t.size, dtype=bool)
-    rejected[candidates] = _ranked_q(_p_values(t, df, candidates), t.size, c) < alpha
+    rejected[candidates] = candidate_q < alpha
     return rejected
