@@ -1,5 +1,5 @@
-"""The bare forward pass that netfloc is measured against: the same model, preprocessing, stimulus checks and
-data loading as ``netfloc run``, no hooks, no statistics, nothing written.
+"""The bare forward pass that netfloc is measured against: the same model, preprocessing, stimulus checks (without
+the image statistics) and data loading as ``netfloc run``, no hooks, no statistics, nothing written.
 
     python benchmarks/bare_forward.py --model SPEC --stimuli DIR [--batch-size 32] [--workers 0] [--device cpu]
 """
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     model = load_model(args.model)
-    stimuli = load_stimulus_set(args.stimuli)
+    stimuli = load_stimulus_set(args.stimuli, measure=False)  # the check; no image statistics
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     loader = DataLoader(

@@ -15,15 +15,8 @@ from typer.testing import CliRunner
 from netfloc.cli.stimuli import app
 from netfloc.errors import NetflocError
 from netfloc.stimuli.build import MANIFEST_COLUMNS, PAPER_CATEGORIES, build_paper_set
-from netfloc.stimuli.imagestats import (
-    FREQUENCY_BANDS,
-    MEASURES,
-    band_energy,
-    category_image_stats,
-    equalize_luminance_contrast,
-    image_stats,
-    luminance,
-)
+from netfloc.stimuli.imagestats import category_image_stats, equalize_luminance_contrast
+from netfloc.stimuli.measures import FREQUENCY_BANDS, MEASURES, band_energy, image_stats, luminance
 from netfloc.stimuli.scramble import grid_scramble, phase_scramble, scramble_folder
 
 SHARED_FLOC = Path(__file__).resolve().parents[2] / "shared" / "stimuli" / "floc"
@@ -209,7 +202,6 @@ def test_an_image_that_cannot_be_converted_is_a_one_line_error(tmp_path, monkeyp
 
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "odd.png")
     monkeypatch.setattr(folder, "to_rgb", refuse)
-    monkeypatch.setattr(common, "to_rgb", refuse)
     for read in (folder.read_image, common.read_pixels):
         with pytest.raises(NetflocError, match=r"cannot read image .*odd\.png: conversion from RGB"):
             read(tmp_path / "odd.png")
@@ -232,6 +224,51 @@ def test_category_image_stats_table(tmp_path):
     assert lum["dark"] < 0.3 < 0.7 < lum["light"]
     with pytest.raises(NetflocError, match="no images"):
         category_image_stats({"empty": []})
+
+
+def test_the_stimulus_check_measures_what_category_image_stats_would(tmp_path, monkeypatch):
+    """The measures the check takes while decoding give the same table, bit for bit, as decoding the files
+    again; with them, no file is decoded again; ``measure=False`` takes none."""
+    import netfloc.stimuli.imagestats as imagestats
+    from netfloc.stimuli import load_stimulus_set
+
+    rng = np.random.default_rng(8)
+    for category, level in [("dark", 60), ("light", 190)]:
+        (tmp_path / category).mkdir()
+        for k in range(4):
+            pixels = np.clip(smooth_image((24, 20), seed=k).astype(int) - 128 + level, 0, 255).astype(np.uint8)
+            colour = np.stack([pixels, pixels, rng.integers(0, 256, pixels.shape, dtype=np.uint8)], axis=-1)
+            Image.fromarray(colour if k == 3 else pixels).save(tmp_path / category / f"{k}.png")
+    stimuli = load_stimulus_set(tmp_path)
+    files = dict(zip(stimuli.categories, stimuli.files, strict=True))
+    assert set(stimuli.measures) == {path for group in stimuli.files for path in group}
+    decoded = category_image_stats(files)
+
+    def refuse(path):
+        raise AssertionError(f"{path} decoded again")
+
+    monkeypatch.setattr(imagestats, "read_pixels", refuse)
+    pd.testing.assert_frame_equal(category_image_stats(files, stimuli.measures), decoded, check_exact=True)
+    assert load_stimulus_set(tmp_path, measure=False).measures == {}
+
+
+def test_an_image_that_cannot_be_converted_is_a_bad_file_of_the_check(tmp_path, monkeypatch):
+    """Measuring converts every image as the loader will, so the check already reports one that cannot be."""
+    import netfloc.stimuli.folder as folder
+
+    def refuse(image):
+        raise ValueError(f"conversion from {image.mode} to RGB not supported")
+
+    for category in ("a", "b"):
+        (tmp_path / category).mkdir()
+        for k in range(2):
+            Image.fromarray(np.full((4, 4, 3), 40 * k + (category == "b"), np.uint8)).save(
+                tmp_path / category / f"{k}.png"
+            )
+    monkeypatch.setattr(folder, "to_rgb", refuse)
+    with pytest.raises(NetflocError, match=r"4 bad stimulus file\(s\): .*0\.png \(unreadable: conversion from RGB"):
+        folder.load_stimulus_set(tmp_path)
+    assert folder.load_stimulus_set(tmp_path, measure=False).n_images == 4
 
 
 def test_equalize_luminance_contrast_matches_set_average():

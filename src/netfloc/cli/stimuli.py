@@ -106,11 +106,12 @@ def stats(
 ) -> None:
     """Mean luminance, RMS contrast and radial spectral energy per category (mean ± std across images)."""
     from netfloc.stimuli.folder import load_stimulus_set
-    from netfloc.stimuli.imagestats import MEASURES, category_image_stats
+    from netfloc.stimuli.imagestats import category_image_stats
+    from netfloc.stimuli.measures import MEASURES
 
     with user_errors():
         stimuli = load_stimulus_set(folder)
-        table = category_image_stats(dict(zip(stimuli.categories, stimuli.files, strict=True)))
+        table = category_image_stats(dict(zip(stimuli.categories, stimuli.files, strict=True)), stimuli.measures)
         if csv is not None:
             try:
                 table.to_csv(csv, index=False)

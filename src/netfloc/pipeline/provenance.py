@@ -52,9 +52,9 @@ def run_info(
             "n_images": stimuli.n_images,
             "skipped": [{"file": str(path), "reason": why} for path, why in stimuli.skipped],
         },
-        "image_stats": category_image_stats(dict(zip(stimuli.categories, stimuli.files, strict=True))).to_dict(
-            "records"
-        ),
+        "image_stats": category_image_stats(
+            dict(zip(stimuli.categories, stimuli.files, strict=True)), stimuli.measures
+        ).to_dict("records"),
         "settings": {
             "units": options.units,
             "tokens": options.tokens,

@@ -114,8 +114,9 @@ class LayerResult:
     ) -> LayerResult:
         """Statistics of one layer's accumulated (count, mean, m2) (see :mod:`netfloc.statistics`)."""
         count, mean, m2 = moments
-        found = vars(selectivity(count, mean, m2, settings))
-        found["std"] = np.sqrt(sample_variance(count, mean, m2))
+        variance = sample_variance(count, mean, m2)
+        found = vars(selectivity(count, mean, m2, settings, variance))
+        found["std"] = np.sqrt(variance)
         found["mean"] = mean
         return cls(
             model=model,

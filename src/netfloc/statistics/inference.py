@@ -84,14 +84,17 @@ def t_test(n_a, mean_a, var_a, n_b, mean_b, var_b, test: TestName = "welch"):
     return t, df, two_sided_p(t, df)
 
 
-def anova_oneway(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def anova_oneway(
+    count: np.ndarray, mean: np.ndarray, m2: np.ndarray, variance: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One-way ANOVA F and p across the K groups, per unit (module docstring). No within-group variance
-    -> F = 0, p = 1."""
+    -> F = 0, p = 1. ``variance``: :func:`sample_variance` of the moments, if already computed."""
     n = count.reshape(-1, 1).astype(np.float64)
     total = n.sum()
     grand = (n * mean).sum(axis=0) / total
     between = (n * (mean - grand) ** 2).sum(axis=0) / (len(count) - 1)
-    within_ss = np.where(sample_variance(count, mean, m2) > 0, m2, 0.0).sum(axis=0)
+    variance = sample_variance(count, mean, m2) if variance is None else variance
+    within_ss = np.where(variance > 0, m2, 0.0).sum(axis=0)
     defined = within_ss > 0
     f = np.where(defined, between / np.where(defined, within_ss / (total - len(count)), 1.0), 0.0)
     parts = np.array_split(f.ravel(), os.cpu_count() or 1)  # on every core
@@ -103,11 +106,13 @@ def anova_oneway(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> tuple[n
 class GroupTerms:
     """Per-group terms every pairwise comparison of one set of moments shares: variances s², and s²/n (Welch)
     or (n − 1)·s² (Student), so a pair's t costs a few passes over the units and ν is computed only where
-    asked (module docstring)."""
+    asked (module docstring). ``variance``: :func:`sample_variance` of the moments, if already computed."""
 
-    def __init__(self, count: np.ndarray, mean: np.ndarray, m2: np.ndarray, test: TestName) -> None:
+    def __init__(
+        self, count: np.ndarray, mean: np.ndarray, m2: np.ndarray, test: TestName, variance: np.ndarray | None = None
+    ) -> None:
         self.count, self.mean, self.test = np.asarray(count, dtype=np.float64), mean, test
-        self.variance = sample_variance(self.count, mean, m2)
+        self.variance = sample_variance(self.count, mean, m2) if variance is None else variance
         n = self.count.reshape(-1, 1)
         self.error = self.variance / n if test == "welch" else (n - 1) * self.variance
 

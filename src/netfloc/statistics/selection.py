@@ -39,14 +39,21 @@ def csi(mean: np.ndarray) -> np.ndarray:
     return np.where(denominator > 0, (mean - rest) / np.where(denominator > 0, denominator, 1.0), 0.0)
 
 
-def dprime(count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> np.ndarray:
+def dprime(
+    count: np.ndarray,
+    mean: np.ndarray,
+    m2: np.ndarray,
+    variance: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+) -> np.ndarray:
     """d′ per category and unit (K, U): d′_k = (m_k − m_rest) / sqrt((s²_k + s²_rest)/2), with m_rest the
     mean of the other categories' means and s²_rest the sample variance of all other-category images.
-    A zero denominator gives 0."""
+    A zero denominator gives 0. ``variance``, ``scale``: :func:`sample_variance` and :func:`unit_scale` of the
+    moments, if already computed."""
     k = mean.shape[0]
     rest_mean = (mean.sum(axis=0, keepdims=True) - mean) / (k - 1)
-    unit = unit_scale(mean)
-    variance = sample_variance(count, mean, m2, unit)
+    unit = unit_scale(mean) if scale is None else scale
+    variance = sample_variance(count, mean, m2, unit) if variance is None else variance
 
     def category_dprime(category: int) -> np.ndarray:
         rest_var = rest_moments(count, mean, m2, category, unit)[2]
@@ -103,13 +110,16 @@ def _pairs(k: int) -> list[tuple[int, int]]:
     return [(a, b) for a in range(k) for b in range(a + 1, k)]
 
 
-def pairwise_extremes(count, mean, m2, settings: SelectivitySettings) -> tuple[np.ndarray, np.ndarray]:
+def pairwise_extremes(
+    count, mean, m2, settings: SelectivitySettings, variance: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """For each k: min over j≠k of t_kj and max over j≠k of q_kj, with q from FDR over units per pair.
 
-    Each unordered pair is tested once (t_jk = −t_kj and q_jk = q_kj), the pairs on every core.
+    Each unordered pair is tested once (t_jk = −t_kj and q_jk = q_kj), the pairs on every core. ``variance``:
+    :func:`sample_variance` of the moments, if already computed.
     """
     k, units = mean.shape
-    terms = GroupTerms(count, mean, m2, settings.test)
+    terms = GroupTerms(count, mean, m2, settings.test, variance)
 
     def test(pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         t = terms.t(*pair)
@@ -133,16 +143,22 @@ def pooled_t(
     return TESTS[test](count[k], mean[k], variance[k], n_rest, rest_mean, rest_var)
 
 
-def pooled_tests(count, mean, m2, test: TestName) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(t, ν) of every category against the pooled others (on every core)."""
-    scale = unit_scale(mean)
-    variance = sample_variance(count, mean, m2, scale)
+def pooled_tests(
+    count, mean, m2, test: TestName, variance: np.ndarray | None = None, scale: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(t, ν) of every category against the pooled others (on every core); ``variance``, ``scale`` as in
+    :func:`dprime`."""
+    scale = unit_scale(mean) if scale is None else scale
+    variance = sample_variance(count, mean, m2, scale) if variance is None else variance
     return parallel_map(lambda k: pooled_t(count, mean, m2, variance, k, test, scale), range(mean.shape[0]))
 
 
-def pooled_comparison(count, mean, m2, settings: SelectivitySettings) -> tuple[np.ndarray, np.ndarray]:
-    """For each k: t and q of k against all other categories' images pooled into one group."""
-    tests = pooled_tests(count, mean, m2, settings.test)
+def pooled_comparison(
+    count, mean, m2, settings: SelectivitySettings, variance: np.ndarray | None = None, scale: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each k: t and q of k against all other categories' images pooled into one group (``variance``,
+    ``scale`` as in :func:`dprime`)."""
+    tests = pooled_tests(count, mean, m2, settings.test, variance, scale)
     q = parallel_map(lambda found: fdr_q(found[0], found[1], settings.fdr), tests)
     return np.stack([t for t, _ in tests]), np.stack(q)
 
@@ -187,7 +203,11 @@ def preferred_category(mean: np.ndarray) -> np.ndarray:
 
 
 def selectivity(
-    count: np.ndarray, mean: np.ndarray, m2: np.ndarray, settings: SelectivitySettings | None = None
+    count: np.ndarray,
+    mean: np.ndarray,
+    m2: np.ndarray,
+    settings: SelectivitySettings | None = None,
+    variance: np.ndarray | None = None,
 ) -> Selectivity:
     """Call units selective with the chosen rule.
 
@@ -195,25 +215,30 @@ def selectivity(
       t_kj(u) > 0 and q_kj(u) < alpha, i.e. ``t_min > 0 and q_max < alpha``.
     - ``pooled``: k against the pooled other categories, t > 0 and q < alpha.
     - ``top``: the top ``top_percent`` % of units by the pooled t (t > 0), no significance threshold.
+
+    ``variance``: :func:`sample_variance` of the moments, if the caller already computed it (computed once here
+    otherwise, and shared by every test).
     """
     settings = settings or SelectivitySettings()
     count = np.asarray(count, dtype=np.float64)
+    scale = unit_scale(mean)
+    variance = sample_variance(count, mean, m2, scale) if variance is None else variance
     if settings.rule == "each":
-        t_min, q_max = pairwise_extremes(count, mean, m2, settings)
+        t_min, q_max = pairwise_extremes(count, mean, m2, settings, variance)
         selective = (t_min > 0) & (q_max < settings.alpha)
     else:
-        t_min, q_max = pooled_comparison(count, mean, m2, settings)
+        t_min, q_max = pooled_comparison(count, mean, m2, settings, variance, scale)
         if settings.rule == "pooled":
             selective = (t_min > 0) & (q_max < settings.alpha)
         else:
             selective = top_units(t_min, settings.top_percent)
-    anova_f, anova_p = anova_oneway(count, mean, m2)
+    anova_f, anova_p = anova_oneway(count, mean, m2, variance)
     return Selectivity(
         t_min=t_min,
         q_max=q_max,
         selective=selective,
         csi=csi(mean),
-        dprime=dprime(count, mean, m2),
+        dprime=dprime(count, mean, m2, variance, scale),
         preferred=preferred_category(mean),
         anova_f=anova_f,
         anova_p=anova_p,

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from netfloc.errors import NetflocError
-from netfloc.stimuli.folder import IMAGE_SUFFIXES, decode_image, to_rgb
+from netfloc.stimuli.folder import IMAGE_SUFFIXES, decode_image, stimulus_pixels
 
 
 def natural_key(text: str) -> tuple:
@@ -30,16 +30,9 @@ def list_images(root: Path) -> list[Path]:
 
 
 def read_pixels(path: Path) -> np.ndarray:
-    """uint8 pixels decoded like the stimulus loader (:func:`netfloc.stimuli.folder.read_image`, 8-bit RGB),
-    returned as H×W when the three channels are equal (greyscale source) and H×W×3 otherwise. An 8-bit
-    greyscale file is returned as decoded: its RGB conversion would repeat it in all three channels."""
-    image = decode_image(path, lambda decoded: decoded if decoded.mode == "L" else to_rgb(decoded))
-    if image.mode == "L":
-        return np.array(image)
-    rgb = np.asarray(image)
-    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-        return rgb[..., 0].copy()
-    return rgb
+    """uint8 pixels of the image file ``path`` as the stimulus loader sees them
+    (:func:`netfloc.stimuli.folder.stimulus_pixels`); an unreadable file is a one-line error naming it."""
+    return decode_image(path, stimulus_pixels)
 
 
 def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Stimulus folders: one sub-folder per category, checked before any model runs.
 
-A stimulus folder looks like ``ROOT/<category>/<image>``. Every image is decoded once up front, so bad
-input is rejected before anything is computed or written: unreadable or corrupt files, non-image files,
+A stimulus folder looks like ``ROOT/<category>/<image>``. Every image is decoded once up front (on every
+core), so bad input is rejected before anything is computed or written: unreadable or corrupt files, non-image
+files,
 empty categories, categories with fewer than two images (no variance), and images whose content appears
 in more than one category. By default each problem is a one-line :class:`~netfloc.errors.NetflocError`
 listing the offending files; ``skip_bad=True`` drops the bad files instead and records them.
@@ -9,24 +10,33 @@ listing the offending files; ``skip_bad=True`` drops the bad files instead and r
 Images of any mode are converted to 8-bit RGB: grey and palette images are expanded, 16-bit and 32-bit
 integer images are rescaled from their full range, and transparent pixels are composited onto mid-grey
 (128), the background of the usual localizer sets.
+
+The check also measures each image it decodes (luminance, RMS contrast, spectral energy:
+:mod:`netfloc.stimuli.measures`), so the image statistics of a run cost no second decoding.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from netfloc.errors import NetflocError, first_line
+from netfloc.stimuli.measures import image_stats
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 MIN_IMAGES_PER_CATEGORY = 2
 BACKGROUND_GREY = (128, 128, 128)
 _MAX_LISTED = 3
+_Decoded = TypeVar("_Decoded")
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,8 @@ class StimulusSet:
         files: for each category, its image files (sorted by name).
         hashes: SHA-256 of each file's bytes, keyed by path.
         skipped: files left out with ``skip_bad`` and why.
+        measures: each image's statistics (:func:`netfloc.stimuli.measures.image_stats` of its
+            :func:`stimulus_pixels`), taken by the check; empty when it was not asked to measure.
     """
 
     root: Path
@@ -46,6 +58,7 @@ class StimulusSet:
     files: tuple[tuple[Path, ...], ...]
     hashes: dict[Path, str] = field(repr=False)
     skipped: tuple[tuple[Path, str], ...] = ()
+    measures: dict[Path, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @property
     def counts(self) -> list[int]:
@@ -75,13 +88,13 @@ def read_image(path: Path) -> Image.Image:
     return decode_image(path, to_rgb)
 
 
-def decode_image(path: Path, convert: Callable[[Image.Image], Image.Image] | None = None) -> Image.Image:
-    """Decode ``path`` (in its own mode, or through ``convert``); a file that cannot be read or converted is a
-    one-line error naming it."""
+def decode_image(path: Path, convert: Callable[[Image.Image], _Decoded]) -> _Decoded:
+    """``convert`` of the decoded image at ``path``; a file that cannot be read or converted is a one-line error
+    naming it."""
     try:
         with Image.open(path) as image:
             image.load()
-            return convert(image) if convert else image
+            return convert(image)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
         raise NetflocError(f"cannot read image {path}: {first_line(error)}; fix or remove the file") from None
 
@@ -95,6 +108,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (*BACKGROUND_GREY, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def stimulus_pixels(image: Image.Image) -> np.ndarray:
+    """uint8 pixels of a decoded image as the stimulus loader sees them (:func:`to_rgb`), H×W when the three
+    channels are equal (greyscale source) and H×W×3 otherwise; an 8-bit greyscale image is taken as decoded (its
+    RGB conversion would repeat it in all three channels)."""
+    if image.mode == "L":
+        return np.array(image)
+    rgb = np.asarray(to_rgb(image))
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        return rgb[..., 0].copy()
+    return rgb
 
 
 def _rescale_to_8bit(image: Image.Image) -> Image.Image:
@@ -116,14 +141,16 @@ def list_categories(root: Path) -> list[str]:
 
 
 def load_stimulus_set(
-    root: str | Path, categories: Sequence[str] | None = None, *, skip_bad: bool = False
+    root: str | Path, categories: Sequence[str] | None = None, *, skip_bad: bool = False, measure: bool = True
 ) -> StimulusSet:
-    """Check and index the stimulus folder ``root``.
+    """Check and index the stimulus folder ``root`` (files decoded and hashed on every core).
 
     Args:
         root: folder with one sub-folder per category.
         categories: which categories to use, in this order; default all sub-folders, sorted by name.
         skip_bad: drop unreadable, non-image and cross-category duplicate files instead of failing.
+        measure: also take each image's statistics (:attr:`StimulusSet.measures`); an image whose pixels cannot
+            be converted to RGB is then a bad file too.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -131,19 +158,13 @@ def load_stimulus_set(
             f"stimuli folder {root} does not exist; point --stimuli at a folder with one sub-folder per category"
         )
     chosen = _choose_categories(root, categories)
-    bad: list[tuple[Path, str]] = []
-    hashes: dict[Path, str] = {}
-    files: list[list[Path]] = []
-    for category in chosen:
-        good = []
-        for path in sorted(p for p in (root / category).iterdir() if not p.name.startswith(".")):
-            problem = _check_file(path)
-            if problem:
-                bad.append((path, problem))
-            else:
-                hashes[path] = _sha256(path)
-                good.append(path)
-        files.append(good)
+    listed = [sorted(p for p in (root / category).iterdir() if not p.name.startswith(".")) for category in chosen]
+    paths = [path for group in listed for path in group]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # decoding, hashing and FFTs release the GIL
+        inspected = dict(zip(paths, pool.map(partial(_inspect, measure=measure), paths), strict=True))
+    bad = [(path, problem) for path, (problem, _, _) in inspected.items() if problem]
+    hashes = {path: digest for path, (problem, digest, _) in inspected.items() if not problem}
+    files = [[path for path in group if path in hashes] for group in listed]
     bad.extend(_cross_category_duplicates(chosen, files, hashes))
     if bad and not skip_bad:
         listed = "; ".join(f"{path} ({why})" for path, why in bad[:_MAX_LISTED])
@@ -158,6 +179,7 @@ def load_stimulus_set(
         files=tuple(tuple(group) for group in files),
         hashes={path: digest for path, digest in hashes.items() if path not in dropped},
         skipped=tuple(bad),
+        measures={path: found for path, (problem, _, found) in inspected.items() if found and path not in dropped},
     )
 
 
@@ -183,18 +205,20 @@ def _choose_categories(root: Path, categories: Sequence[str] | None) -> list[str
     return chosen
 
 
-def _check_file(path: Path) -> str | None:
-    """Why ``path`` is not a usable image, or None."""
+def _inspect(path: Path, measure: bool) -> tuple[str | None, str | None, dict[str, float] | None]:
+    """(why ``path`` is not a usable image or None, the SHA-256 of its bytes, its image statistics if
+    ``measure``)."""
     if path.is_dir():
-        return "a folder inside a category folder"
+        return "a folder inside a category folder", None, None
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        return f"not an image file (suffix {path.suffix or 'none'!r})"
+        return f"not an image file (suffix {path.suffix or 'none'!r})", None, None
     try:
         with Image.open(path) as image:
             image.load()
+            pixels = stimulus_pixels(image) if measure else None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
-        return f"unreadable: {first_line(error)}"
-    return None
+        return f"unreadable: {first_line(error)}", None, None
+    return None, _sha256(path), None if pixels is None else image_stats(pixels)
 
 
 def _sha256(path: Path) -> str:
