@@ -116,7 +116,7 @@ class MomentAccumulator:
             chunk = slice(start, min(start + step, self.n_units))
             width = chunk.stop - chunk.start
             shifted = self._buffer[: values.shape[0] * width].view(values.shape[0], width)
-            torch.sub(values[:, chunk].to(self.device, non_blocking=True), self.reference[chunk], out=shifted)
+            shifted.copy_(values[:, chunk], non_blocking=True).sub_(self.reference[chunk])  # no float64 temporary
             yield chunk, shifted
 
     @torch.inference_mode()

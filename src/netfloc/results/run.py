@@ -22,6 +22,8 @@ its destination under a temporary name and renamed into place when complete
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -207,9 +209,10 @@ class LocalizerResult:
         raise KeyError(f"no layer {layer!r} of model {model!r} in this result")
 
     def write(self, folder: Path) -> None:
-        """Write ``selectivity.csv``, ``units/``, the further tables and ``run.json`` into an existing folder."""
-        for result in self.layers:
-            result.save(layer_file(folder, result.model, result.layer))
+        """Write ``selectivity.csv``, ``units/``, the further tables and ``run.json`` into an existing folder (the
+        layer files on every core: their checksums and writes release the GIL)."""
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            list(pool.map(lambda result: result.save(layer_file(folder, result.model, result.layer)), self.layers))
         self.summary.to_csv(folder / SUMMARY_FILE, index=False)
         for name, table in self.tables.items():
             table.to_csv(table_file(folder, name), index=False)
