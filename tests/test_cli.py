@@ -246,8 +246,35 @@ def test_main_turns_on_huge_pages_unless_the_user_chose(monkeypatch):
     imported; a value the user set is kept."""
     seen = []
     monkeypatch.setattr(cli, "app", lambda: seen.append(os.environ.get(cli.HUGE_PAGES_VARIABLE)))
+    monkeypatch.setattr(cli, "pause_garbage_collection", lambda: None)
     monkeypatch.delenv(cli.HUGE_PAGES_VARIABLE, raising=False)
     cli.main()
     monkeypatch.setenv(cli.HUGE_PAGES_VARIABLE, "0")
     cli.main()
     assert seen == ["1", "0"]
+
+
+def test_the_script_collects_no_garbage_while_a_command_imports(monkeypatch):
+    """main() pauses the cyclic garbage collector; a command entering user_errors() (once its imports are done)
+    freezes every object there is and resumes collecting; at exit everything is frozen (an atexit hook)."""
+    import gc
+
+    from netfloc.cli import common
+
+    states = []
+
+    def command():
+        states.append(gc.isenabled())
+        with common.user_errors():
+            states.append((gc.isenabled(), gc.get_freeze_count() > 0))
+
+    registered = []
+    monkeypatch.setattr(cli, "app", command)
+    monkeypatch.setattr(common.atexit, "register", registered.append)
+    try:
+        cli.main()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    assert states == [False, (True, True)]
+    assert registered == [gc.freeze]

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from netfloc.cli.brain import app as brain_app
 from netfloc.cli.brain import run_responses
-from netfloc.cli.common import err_console, out_console, user_errors
+from netfloc.cli.common import err_console, out_console, pause_garbage_collection, user_errors
 from netfloc.cli.config import load_config, merge_options, split_list
 from netfloc.cli.stimuli import app as stimuli_app
 from netfloc.errors import NetflocError
@@ -349,6 +349,8 @@ HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"
 
 def main() -> None:
     """Entry point of the ``netfloc`` script. Turns on huge pages for torch's CPU allocations unless the user set
-    ``THP_MEM_ALLOC_ENABLE`` (``=0`` opts out); torch is not imported yet at this point."""
+    ``THP_MEM_ALLOC_ENABLE`` (``=0`` opts out; torch is not imported yet at this point) and skips the garbage
+    collections that would only walk the imported modules (:func:`netfloc.cli.common.pause_garbage_collection`)."""
     os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
+    pause_garbage_collection()
     app()
