@@ -2,18 +2,19 @@
 the image statistics) and data loading as ``netfloc run``, no hooks, no statistics, nothing written.
 
     python benchmarks/bare_forward.py --model SPEC --stimuli DIR [--batch-size 32] [--workers 0] [--device cpu]
+        [--pause-gc]
+
+``--pause-gc`` handles Python's garbage collector as the ``netfloc`` script does
+(:func:`netfloc.cli.common.pause_garbage_collection`: no collections while torch & co. are imported, none at
+exit), so that netfloc's overhead is measured against a process with the same settings; the modules are imported
+inside :func:`main` for that reason.
 """
 
 from __future__ import annotations
 
 import argparse
-
-import torch
-from torch.utils.data import DataLoader
-
-from netfloc.models import load_model
-from netfloc.recording.loader import ImageDataset, same_size_collate
-from netfloc.stimuli import load_stimulus_set
+import atexit
+import gc
 
 
 def main() -> None:
@@ -23,7 +24,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--pause-gc", action="store_true", help="Garbage collection as the netfloc script has it.")
     args = parser.parse_args()
+    if args.pause_gc:
+        gc.disable()
+        atexit.register(gc.freeze)
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from netfloc.models import load_model
+    from netfloc.recording.loader import ImageDataset, same_size_collate
+    from netfloc.stimuli import load_stimulus_set
+
+    if args.pause_gc:
+        gc.freeze()
+        gc.enable()
     model = load_model(args.model)
     stimuli = load_stimulus_set(args.stimuli, measure=False)  # the check; no image statistics
     device = torch.device(args.device)

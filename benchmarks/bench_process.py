@@ -5,8 +5,9 @@ stimulus checks included): ``netfloc run … --no-report`` against ``benchmarks/
 preprocessing and data loading, no hooks). The arms alternate ``--repeats`` times and the fastest of each
 counts, which damps the noise of a shared machine; the ratios of the runs of one round (neighbours in time)
 are printed too, with their median, since a shared machine's speed drifts by ±10% over minutes. The bare
-forward runs twice per round: with torch's huge-page allocations on, as netfloc's CLI runs
-(``THP_MEM_ALLOC_ENABLE=1``; the ratio to it is netfloc's overhead), and with PyTorch's defaults (what a
+forward runs twice per round: with the process settings of the ``netfloc`` script (torch's huge-page
+allocations, ``THP_MEM_ALLOC_ENABLE=1``, and no garbage collection during the imports and at exit,
+``--pause-gc``; the ratio to it is netfloc's overhead), and with PyTorch's and Python's defaults (what a
 hand-written loop gets). Printed ratios (the table of issue 10):
 
 - run / bare forward (time) and peak RSS / the bare forward's, against both bare forwards
@@ -36,8 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FLOC = REPO.parent / "shared" / "stimuli" / "floc"
 NETFLOC = [sys.executable, "-c", "from netfloc.cli import main; main()"]
-#: netfloc's CLI turns torch's huge-page allocations on (netfloc.cli.HUGE_PAGES_VARIABLE); the bare forward runs
-#: with the same setting (netfloc's overhead) and with PyTorch's defaults (what a hand-written loop gets).
+#: netfloc's CLI turns torch's huge-page allocations on (netfloc.cli.HUGE_PAGES_VARIABLE) and pauses garbage
+#: collection while it imports (netfloc.cli.common.pause_garbage_collection); the bare forward runs with the same
+#: settings (netfloc's overhead) and with PyTorch's and Python's defaults (what a hand-written loop gets).
 HUGE_PAGES = "THP_MEM_ALLOC_ENABLE"
 
 
@@ -103,8 +105,8 @@ def main() -> None:
         return [*NETFLOC, "run", "--model", args.model, "--stimuli", str(stimuli), "--layers", layers, *out, *extra]
 
     bare = [sys.executable, str(REPO / "benchmarks" / "bare_forward.py"), "--model", args.model, "--stimuli", str(full)]
-    pytorch_defaults = {HUGE_PAGES: "0"}
-    rounds = alternate([(bare, {}), (bare, pytorch_defaults), (run(full, "plain", args.layers), {})], args.repeats)
+    arms = [([*bare, "--pause-gc"], {}), (bare, {HUGE_PAGES: "0"}), (run(full, "plain", args.layers), {})]
+    rounds = alternate(arms, args.repeats)
     bare_run, default_bare, plain = (fastest(runs) for runs in rounds)
     paired = round_ratios(rounds[2], rounds[0])
     timings = json.loads((work / "plain" / "run.json").read_text())["models"][0]["timings_s"]
