@@ -7,7 +7,8 @@ the image statistics) and data loading as ``netfloc run``, no hooks, no statisti
 ``--pause-gc`` handles Python's garbage collector as the ``netfloc`` script does
 (:func:`netfloc.cli.common.pause_garbage_collection`: no collections while torch & co. are imported, none at
 exit), so that netfloc's overhead is measured against a process with the same settings; the modules are imported
-inside :func:`main` for that reason.
+inside :func:`main` for that reason, and the few lines are repeated here rather than imported from
+``netfloc.cli.common``, which would add typer and rich to the bare forward's imports.
 """
 
 from __future__ import annotations

@@ -83,6 +83,7 @@ def test_corrupt_image_named_and_skippable(noise_stimuli):
     assert str(bad) in message and "--skip-bad" in message
     stimuli = load_stimulus_set(noise_stimuli, skip_bad=True)
     assert stimuli.counts == [5, 6, 7] and stimuli.skipped[0][0] == bad
+    assert set(stimuli.measures) == set(stimuli.hashes) == set(stimuli.files[0] + stimuli.files[1] + stimuli.files[2])
 
 
 def test_non_image_file_and_cross_category_duplicate(noise_stimuli):
@@ -92,6 +93,9 @@ def test_non_image_file_and_cross_category_duplicate(noise_stimuli):
     copy = noise_stimuli / "scenes" / "copy.png"
     copy.write_bytes((noise_stimuli / "faces" / "img000.png").read_bytes())
     one_line_error(load_stimulus_set, noise_stimuli, match="same content as an image in category")
+    kept = load_stimulus_set(noise_stimuli, skip_bad=True)
+    assert copy not in kept.measures and (noise_stimuli / "faces" / "img000.png") not in kept.measures
+    assert set(kept.measures) == set(kept.hashes)
 
 
 def test_unknown_category(noise_stimuli: Path):

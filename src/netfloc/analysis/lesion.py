@@ -262,7 +262,7 @@ def stimuli_of_run(info: dict, override: str | Path | None, categories: list[str
             "one of the source runs"
         )
     root = Path(override) if override else Path(recorded["root"])
-    stimuli = load_stimulus_set(root, categories, skip_bad=True)
+    stimuli = load_stimulus_set(root, categories, skip_bad=True, measure=False)
     if stimuli.digest() != recorded["digest_sha256"]:
         raise NetflocError(
             f"the images in {root} differ from those of the run (stimulus digest mismatch); pass --stimuli with the "

@@ -326,17 +326,18 @@ def models() -> None:
     """List built-in model names and the spec forms for any other model."""
     from netfloc.models import BUILTINS
 
-    table = Table(title="built-in models")
-    for column in ("name", "what it is", "weights"):
-        table.add_column(column)
-    for name, builtin in sorted(BUILTINS.items()):
-        table.add_row(name, builtin.description, builtin.weights_source)
-    out_console.print(table)
-    out_console.print(
-        "Any other model: torchvision:NAME[:WEIGHTS|random|/path/ckpt.pth], timm:NAME[:pretrained|random], "
-        "open_clip:ARCH:TAG, path/to/file.py:function. Prefix LABEL= to name a model in the outputs.",
-        highlight=False,
-    )
+    with user_errors():
+        table = Table(title="built-in models")
+        for column in ("name", "what it is", "weights"):
+            table.add_column(column)
+        for name, builtin in sorted(BUILTINS.items()):
+            table.add_row(name, builtin.description, builtin.weights_source)
+        out_console.print(table)
+        out_console.print(
+            "Any other model: torchvision:NAME[:WEIGHTS|random|/path/ckpt.pth], timm:NAME[:pretrained|random], "
+            "open_clip:ARCH:TAG, path/to/file.py:function. Prefix LABEL= to name a model in the outputs.",
+            highlight=False,
+        )
 
 
 #: PyTorch's CPU allocator backs allocations of 2 MB and more with transparent huge pages when this variable is

@@ -64,7 +64,7 @@ def _shard_task(job: dict[str, Any], start: int, stop: int, name: str) -> str:
             f"{folder} is not visible from node {socket.gethostname()}; --out must be on storage every Ray worker "
             "shares (NFS, Lustre, a mounted bucket)"
         )
-    stimuli = load_stimulus_set(job["stimuli_root"], job["categories"], skip_bad=job["skip_bad"])
+    stimuli = load_stimulus_set(job["stimuli_root"], job["categories"], skip_bad=job["skip_bad"], measure=False)
     if stimuli.digest() != job["stimuli_digest"]:
         raise NetflocError(f"the stimuli at {job['stimuli_root']} differ on node {socket.gethostname()}")
     model = load_model(job["spec"], seed=job["seed"])

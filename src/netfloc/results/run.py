@@ -22,8 +22,6 @@ its destination under a temporary name and renamed into place when complete
 from __future__ import annotations
 
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -34,6 +32,7 @@ import pandas as pd
 
 from netfloc.errors import NetflocError, first_line
 from netfloc.files import atomic_directory, is_staging
+from netfloc.parallel import parallel_map
 from netfloc.results.layer import LayerResult
 
 SCHEMA_VERSION = 2
@@ -211,8 +210,7 @@ class LocalizerResult:
     def write(self, folder: Path) -> None:
         """Write ``selectivity.csv``, ``units/``, the further tables and ``run.json`` into an existing folder (the
         layer files on every core: their checksums and writes release the GIL)."""
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            list(pool.map(lambda result: result.save(layer_file(folder, result.model, result.layer)), self.layers))
+        parallel_map(lambda result: result.save(layer_file(folder, result.model, result.layer)), self.layers)
         self.summary.to_csv(folder / SUMMARY_FILE, index=False)
         for name, table in self.tables.items():
             table.to_csv(table_file(folder, name), index=False)

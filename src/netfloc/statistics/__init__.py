@@ -41,7 +41,6 @@ from netfloc.statistics.selection import (
 from netfloc.statistics.variance import (
     ZERO_VARIANCE_RTOL,
     ZERO_VARIANCE_ULPS,
-    parallel_map,
     pool,
     pooled_moments,
     rest_moments,
@@ -65,7 +64,6 @@ __all__ = [
     "fdr_q",
     "fdr_reject",
     "pairwise_extremes",
-    "parallel_map",
     "pool",
     "pooled_comparison",
     "pooled_moments",

@@ -38,7 +38,8 @@ from typing import Literal
 import numpy as np
 from scipy import special
 
-from netfloc.statistics.variance import parallel_map, sample_variance
+from netfloc.parallel import parallel_map
+from netfloc.statistics.variance import sample_variance
 
 TestName = Literal["welch", "student"]
 FdrName = Literal["by", "bh"]

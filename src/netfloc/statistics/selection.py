@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from netfloc.parallel import parallel_map
 from netfloc.statistics.inference import (
     TESTS,
     FdrName,
@@ -24,7 +25,7 @@ from netfloc.statistics.inference import (
     fdr_q,
     fdr_reject,
 )
-from netfloc.statistics.variance import parallel_map, rest_moments, sample_variance, unit_scale
+from netfloc.statistics.variance import rest_moments, sample_variance, unit_scale
 
 RuleName = Literal["each", "pooled", "top"]
 
@@ -111,7 +112,11 @@ def _pairs(k: int) -> list[tuple[int, int]]:
 
 
 def pairwise_extremes(
-    count, mean, m2, settings: SelectivitySettings, variance: np.ndarray | None = None
+    count: np.ndarray,
+    mean: np.ndarray,
+    m2: np.ndarray,
+    settings: SelectivitySettings,
+    variance: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each k: min over j≠k of t_kj and max over j≠k of q_kj, with q from FDR over units per pair.
 
@@ -144,7 +149,12 @@ def pooled_t(
 
 
 def pooled_tests(
-    count, mean, m2, test: TestName, variance: np.ndarray | None = None, scale: np.ndarray | None = None
+    count: np.ndarray,
+    mean: np.ndarray,
+    m2: np.ndarray,
+    test: TestName,
+    variance: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(t, ν) of every category against the pooled others (on every core); ``variance``, ``scale`` as in
     :func:`dprime`."""
@@ -154,7 +164,12 @@ def pooled_tests(
 
 
 def pooled_comparison(
-    count, mean, m2, settings: SelectivitySettings, variance: np.ndarray | None = None, scale: np.ndarray | None = None
+    count: np.ndarray,
+    mean: np.ndarray,
+    m2: np.ndarray,
+    settings: SelectivitySettings,
+    variance: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each k: t and q of k against all other categories' images pooled into one group (``variance``,
     ``scale`` as in :func:`dprime`)."""

@@ -12,23 +12,10 @@ is reported as t = 0, p = 1, so the unit is never selective, stays in the FDR fa
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 ZERO_VARIANCE_ULPS = 32
 ZERO_VARIANCE_RTOL = ZERO_VARIANCE_ULPS * float(np.finfo(np.float32).eps)
-
-
-def parallel_map(function: Callable, items: Iterable) -> list:
-    """``[function(item) for item in items]`` on every core (threads)."""
-    items = list(items)
-    if len(items) < 2 or (os.cpu_count() or 1) < 2:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
-        return list(pool.map(function, items))
 
 
 def unit_scale(mean: np.ndarray) -> np.ndarray:

@@ -1,26 +1,24 @@
 """Stimulus folders: one sub-folder per category, checked before any model runs.
 
-A stimulus folder looks like ``ROOT/<category>/<image>``. Every image is decoded once up front (on every
-core), so bad input is rejected before anything is computed or written: unreadable or corrupt files, non-image
-files,
-empty categories, categories with fewer than two images (no variance), and images whose content appears
-in more than one category. By default each problem is a one-line :class:`~netfloc.errors.NetflocError`
-listing the offending files; ``skip_bad=True`` drops the bad files instead and records them.
+A stimulus folder looks like ``ROOT/<category>/<image>``. Every image is decoded and converted once up front
+(on every core), so bad input is rejected before anything is computed or written: unreadable, corrupt or
+unconvertible files, non-image files, empty categories, categories with fewer than two images (no variance),
+and images whose content appears in more than one category. By default each problem is a one-line
+:class:`~netfloc.errors.NetflocError` listing the offending files; ``skip_bad=True`` drops the bad files
+instead and records them.
 
 Images of any mode are converted to 8-bit RGB: grey and palette images are expanded, 16-bit and 32-bit
 integer images are rescaled from their full range, and transparent pixels are composited onto mid-grey
 (128), the background of the usual localizer sets.
 
-The check also measures each image it decodes (luminance, RMS contrast, spectral energy:
-:mod:`netfloc.stimuli.measures`), so the image statistics of a run cost no second decoding.
+The check can also measure each image it decodes (luminance, RMS contrast, spectral energy:
+:mod:`netfloc.stimuli.measures`), so that the image statistics of a run cost no second decoding.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,7 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from netfloc.errors import NetflocError, first_line
-from netfloc.stimuli.measures import image_stats
+from netfloc.parallel import parallel_map
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 MIN_IMAGES_PER_CATEGORY = 2
@@ -58,7 +56,7 @@ class StimulusSet:
     files: tuple[tuple[Path, ...], ...]
     hashes: dict[Path, str] = field(repr=False)
     skipped: tuple[tuple[Path, str], ...] = ()
-    measures: dict[Path, dict[str, float]] = field(default_factory=dict, repr=False)
+    measures: dict[Path, dict[str, float]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def counts(self) -> list[int]:
@@ -143,14 +141,15 @@ def list_categories(root: Path) -> list[str]:
 def load_stimulus_set(
     root: str | Path, categories: Sequence[str] | None = None, *, skip_bad: bool = False, measure: bool = True
 ) -> StimulusSet:
-    """Check and index the stimulus folder ``root`` (files decoded and hashed on every core).
+    """Check and index the stimulus folder ``root`` (files decoded, converted and hashed on every core).
 
     Args:
         root: folder with one sub-folder per category.
         categories: which categories to use, in this order; default all sub-folders, sorted by name.
-        skip_bad: drop unreadable, non-image and cross-category duplicate files instead of failing.
-        measure: also take each image's statistics (:attr:`StimulusSet.measures`); an image whose pixels cannot
-            be converted to RGB is then a bad file too.
+        skip_bad: drop unreadable or unconvertible, non-image and cross-category duplicate files instead of
+            failing.
+        measure: also take each image's statistics (:attr:`StimulusSet.measures`; a run's ``image_stats``).
+            Which files are bad does not depend on it.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -158,18 +157,18 @@ def load_stimulus_set(
             f"stimuli folder {root} does not exist; point --stimuli at a folder with one sub-folder per category"
         )
     chosen = _choose_categories(root, categories)
-    listed = [sorted(p for p in (root / category).iterdir() if not p.name.startswith(".")) for category in chosen]
-    paths = [path for group in listed for path in group]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # decoding, hashing and FFTs release the GIL
-        inspected = dict(zip(paths, pool.map(partial(_inspect, measure=measure), paths), strict=True))
+    folders = [sorted(p for p in (root / category).iterdir() if not p.name.startswith(".")) for category in chosen]
+    paths = [path for group in folders for path in group]
+    # decoding, hashing and FFTs release the GIL
+    inspected = dict(zip(paths, parallel_map(partial(_inspect, measure=measure), paths), strict=True))
     bad = [(path, problem) for path, (problem, _, _) in inspected.items() if problem]
     hashes = {path: digest for path, (problem, digest, _) in inspected.items() if not problem}
-    files = [[path for path in group if path in hashes] for group in listed]
+    files = [[path for path in group if path in hashes] for group in folders]
     bad.extend(_cross_category_duplicates(chosen, files, hashes))
     if bad and not skip_bad:
-        listed = "; ".join(f"{path} ({why})" for path, why in bad[:_MAX_LISTED])
+        shown = "; ".join(f"{path} ({why})" for path, why in bad[:_MAX_LISTED])
         more = f"; and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
-        raise NetflocError(f"{len(bad)} bad stimulus file(s): {listed}{more}; fix or remove them, or pass --skip-bad")
+        raise NetflocError(f"{len(bad)} bad stimulus file(s): {shown}{more}; fix or remove them, or pass --skip-bad")
     dropped = {path for path, _ in bad}
     files = [[path for path in group if path not in dropped] for group in files]
     _check_counts(root, chosen, files)
@@ -207,7 +206,7 @@ def _choose_categories(root: Path, categories: Sequence[str] | None) -> list[str
 
 def _inspect(path: Path, measure: bool) -> tuple[str | None, str | None, dict[str, float] | None]:
     """(why ``path`` is not a usable image or None, the SHA-256 of its bytes, its image statistics if
-    ``measure``)."""
+    ``measure``). The image is converted as the loader will convert it, measured or not."""
     if path.is_dir():
         return "a folder inside a category folder", None, None
     if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -215,10 +214,14 @@ def _inspect(path: Path, measure: bool) -> tuple[str | None, str | None, dict[st
     try:
         with Image.open(path) as image:
             image.load()
-            pixels = stimulus_pixels(image) if measure else None
+            pixels = stimulus_pixels(image)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
         return f"unreadable: {first_line(error)}", None, None
-    return None, _sha256(path), None if pixels is None else image_stats(pixels)
+    if not measure:
+        return None, _sha256(path), None
+    from netfloc.stimuli.measures import image_stats  # scipy.fft, imported only where images are measured
+
+    return None, _sha256(path), image_stats(pixels)
 
 
 def _sha256(path: Path) -> str:

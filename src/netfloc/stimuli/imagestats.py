@@ -4,15 +4,14 @@ images) and SHINE-style luminance and contrast equalisation (Willenbockel et al.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from netfloc.errors import NetflocError
+from netfloc.parallel import parallel_map
 from netfloc.stimuli._common import read_pixels, to_dtype
 from netfloc.stimuli.measures import MEASURES, image_stats, luminance
 
@@ -35,8 +34,7 @@ def category_image_stats(
     for category, files in files_by_category.items():
         if not files:
             raise NetflocError(f"category {category!r} has no images; add images or drop the category")
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # decoding and FFTs release the GIL
-            table = pd.DataFrame(list(pool.map(measures, files)), columns=list(MEASURES))
+        table = pd.DataFrame(parallel_map(measures, files), columns=list(MEASURES))  # decoding, FFTs release the GIL
         for measure in MEASURES:
             values = table[measure].to_numpy()
             rows.append(

@@ -1,4 +1,4 @@
-"""Low-level image statistics of one image: luminance, RMS contrast and radial spectral energy (numpy only).
+"""Low-level image statistics of one image: luminance, RMS contrast and radial spectral energy.
 
 Luminance is computed from 8-bit pixels scaled to [0, 1]; colour images are reduced with the ITU-R BT.601
 weights ``L = 0.299 R + 0.587 G + 0.114 B`` (those of Pillow's ``convert("L")`` and MATLAB's ``rgb2gray``,
