@@ -35,6 +35,8 @@ MIN_IMAGES_PER_CATEGORY = 2
 BACKGROUND_GREY = (128, 128, 128)
 _MAX_LISTED = 3
 _Decoded = TypeVar("_Decoded")
+#: What Pillow raises for a file it cannot open, decode or convert.
+_DECODE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def decode_image(path: Path, convert: Callable[[Image.Image], _Decoded]) -> _Dec
         with Image.open(path) as image:
             image.load()
             return convert(image)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
+    except _DECODE_ERRORS as error:
         raise NetflocError(f"cannot read image {path}: {first_line(error)}; fix or remove the file") from None
 
 
@@ -215,7 +217,7 @@ def _inspect(path: Path, measure: bool) -> tuple[str | None, str | None, dict[st
         with Image.open(path) as image:
             image.load()
             pixels = stimulus_pixels(image)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
+    except _DECODE_ERRORS as error:
         return f"unreadable: {first_line(error)}", None, None
     if not measure:
         return None, _sha256(path), None
