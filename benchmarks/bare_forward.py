@@ -2,13 +2,15 @@
 the image statistics) and data loading as ``netfloc run``, no hooks, no statistics, nothing written.
 
     python benchmarks/bare_forward.py --model SPEC --stimuli DIR [--batch-size 32] [--workers 0] [--device cpu]
-        [--pause-gc]
+        [--pause-gc] [--memory-format contiguous|channels_last|auto]
 
 ``--pause-gc`` handles Python's garbage collector as the ``netfloc`` script does
 (:func:`netfloc.cli.common.pause_garbage_collection`: no collections while torch & co. are imported, none at
 exit), so that netfloc's overhead is measured against a process with the same settings; the modules are imported
 inside :func:`main` for that reason, and the few lines are repeated here rather than imported from
-``netfloc.cli.common``, which would add typer and rich to the bare forward's imports.
+``netfloc.cli.common``, which would add typer and rich to the bare forward's imports. ``--memory-format`` runs
+the model and its batches in that memory format (default ``contiguous``, PyTorch's; ``auto`` chooses as
+``netfloc run`` does, :func:`netfloc.recording.loader.resolve_memory_format`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--pause-gc", action="store_true", help="Garbage collection as the netfloc script has it.")
+    parser.add_argument("--memory-format", default="contiguous", choices=("contiguous", "channels_last", "auto"))
     args = parser.parse_args()
     if args.pause_gc:
         gc.disable()
@@ -35,7 +38,7 @@ def main() -> None:
     from torch.utils.data import DataLoader
 
     from netfloc.models import load_model
-    from netfloc.recording.loader import ImageDataset, same_size_collate
+    from netfloc.recording.loader import ImageDataset, memory_format_mode, resolve_memory_format, same_size_collate
     from netfloc.stimuli import load_stimulus_set
 
     if args.pause_gc:
@@ -53,9 +56,10 @@ def main() -> None:
         pin_memory=on_gpu,
     )
     module = model.module.to(device)
-    with torch.inference_mode():
+    memory_format = resolve_memory_format(module, device, args.memory_format)
+    with torch.inference_mode(), memory_format_mode(module, memory_format) as arrange:
         for images, _, _ in loader:
-            module(images.to(device, non_blocking=on_gpu))
+            module(arrange(images.to(device, non_blocking=on_gpu)))
     if on_gpu:
         torch.cuda.synchronize()
 

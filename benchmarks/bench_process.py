@@ -6,9 +6,10 @@ preprocessing and data loading, no hooks). The arms alternate ``--repeats`` time
 counts, which damps the noise of a shared machine; the ratios of the runs of one round (neighbours in time)
 are printed too, with their median, since a shared machine's speed drifts by ±10% over minutes. The bare
 forward runs twice per round: with the process settings of the ``netfloc`` script (torch's huge-page
-allocations, ``THP_MEM_ALLOC_ENABLE=1``, and no garbage collection during the imports and at exit,
-``--pause-gc``; the ratio to it is netfloc's overhead), and with PyTorch's and Python's defaults (what a
-hand-written loop gets). Printed ratios (the table of issue 10):
+allocations, ``THP_MEM_ALLOC_ENABLE=1``, no garbage collection during the imports and at exit,
+``--pause-gc``, and the memory format netfloc chooses, ``--memory-format auto``: channels-last for a CNN on the
+CPU; the ratio to it is netfloc's overhead), and with PyTorch's and Python's defaults (what a hand-written loop
+gets: contiguous tensors). Printed ratios (the table of issue 10):
 
 - run / bare forward (time) and peak RSS / the bare forward's, against both bare forwards
 - peak RSS with 32 vs 128 images per category (192 vs 768 images): memory must not grow with images
@@ -105,7 +106,8 @@ def main() -> None:
         return [*NETFLOC, "run", "--model", args.model, "--stimuli", str(stimuli), "--layers", layers, *out, *extra]
 
     bare = [sys.executable, str(REPO / "benchmarks" / "bare_forward.py"), "--model", args.model, "--stimuli", str(full)]
-    arms = [([*bare, "--pause-gc"], {}), (bare, {HUGE_PAGES: "0"}), (run(full, "plain", args.layers), {})]
+    same_settings = [*bare, "--pause-gc", "--memory-format", "auto"]
+    arms = [(same_settings, {}), (bare, {HUGE_PAGES: "0"}), (run(full, "plain", args.layers), {})]
     rounds = alternate(arms, args.repeats)
     bare_run, default_bare, plain = (fastest(runs) for runs in rounds)
     paired = round_ratios(rounds[2], rounds[0])

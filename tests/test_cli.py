@@ -124,7 +124,7 @@ def test_config_file_with_flag_override(tmp_path, stimuli):
     config = tmp_path / "netfloc.toml"
     config.write_text(
         f'model = ["{SPEC}"]\nstimuli = "{stimuli}"\nlayers = "units"\nrule = "pooled"\n'
-        f'alpha = 0.01\nbatch-size = 3\nout = "{tmp_path / "from-config"}"\n'
+        f'alpha = 0.01\nbatch-size = 3\nmemory-format = "channels_last"\nout = "{tmp_path / "from-config"}"\n'
     )
     result = invoke("run", "--config", config, "--alpha", "0.2", "--out", tmp_path / "flag-out")
     assert result.exit_code == 0, result.output
@@ -143,8 +143,12 @@ def test_config_file_with_flag_override(tmp_path, stimuli):
         "null": 0,
         "baseline": None,
         "allow_tf32": False,
+        "memory_format": "channels_last",
         "memory_budget_bytes": None,
     }
+    assert run["models"][0]["memory_format"] == "channels_last"
+    bad = invoke("run", "--config", config, "--memory-format", "nhwc", "--out", tmp_path / "bad-out")
+    assert bad.exit_code == 2 and "--memory-format must be" in bad.output and not (tmp_path / "bad-out").exists()
     assert not (tmp_path / "from-config").exists()
     config.write_text('modle = "x"\n')
     bad = invoke("run", "--config", config)

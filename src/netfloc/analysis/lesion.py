@@ -66,7 +66,7 @@ def lesioned(module: nn.Module, target: LesionTarget) -> Iterator[None]:
     values = torch.as_tensor(target.values, dtype=torch.float32)
 
     def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        silenced = output.clone()
+        silenced = output.clone(memory_format=torch.contiguous_format)  # .view below needs C×H×W memory
         index, value = indices.to(output.device), values.to(output.device, output.dtype)
         view = silenced.permute(0, 3, 1, 2) if target.layout == "NHWC" else silenced
         if target.units == "element" and target.layout == "NHWC":

@@ -51,6 +51,10 @@ def run(
     allow_tf32: Annotated[
         bool | None, typer.Option("--allow-tf32/--no-allow-tf32", help="Let CUDA use TF32 (default off).")
     ] = None,
+    memory_format: Annotated[
+        str | None,
+        typer.Option(help="auto (default: channels_last for CNNs on the CPU) | channels_last | contiguous."),
+    ] = None,
     memory_budget: Annotated[
         float | None, typer.Option(help="GiB the moments may use (default 60% of free memory); more passes if needed.")
     ] = None,
@@ -115,6 +119,7 @@ def run(
             "batch_size": batch_size,
             "device": device,
             "allow_tf32": allow_tf32,
+            "memory_format": memory_format,
             "memory_budget": memory_budget,
             "seed": seed,
             "workers": workers,

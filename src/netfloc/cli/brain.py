@@ -32,6 +32,7 @@ NOT_FOR_RESPONSES = (
     "gpus_per_task",
     "memory_budget",
     "allow_tf32",
+    "memory_format",
 )
 
 

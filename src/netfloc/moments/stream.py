@@ -24,8 +24,8 @@ from netfloc.errors import NetflocError
 from netfloc.models import LoadedModel
 from netfloc.moments.accumulator import MomentAccumulator, chunk_units, membership
 from netfloc.moments.groupings import Grouping, category_grouping
-from netfloc.recording.layouts import TokensName, UnitsName
-from netfloc.recording.loader import forward, hooked_batches, release_freed_memory
+from netfloc.recording.layouts import TokensName, UnitOrder, UnitsName, channel_major_units
+from netfloc.recording.loader import MemoryFormatName, forward, hooked_batches, release_freed_memory
 from netfloc.recording.units import unit_count
 from netfloc.stimuli import StimulusSet
 
@@ -123,6 +123,7 @@ def record_moments(
     device: torch.device | str = "cpu",
     workers: int = 0,
     allow_tf32: bool = False,
+    memory_format: MemoryFormatName = "auto",
     progress: bool = True,
     description: str = "recording",
     images: Sequence[int] | None = None,
@@ -135,16 +136,17 @@ def record_moments(
     """
     groupings = groupings or {"category": category_grouping(stimuli)}
     sink = _AccumulatingSink(model.name, stimuli, groupings, device)
-    options = {"units": units, "tokens": tokens, "allow_tf32": allow_tf32, "device": device, "sink": sink}
+    options = {"units": units, "tokens": tokens, "allow_tf32": allow_tf32, "memory_format": memory_format}
+    options |= {"device": device, "sink": sink}
     batching = {"batch_size": batch_size, "workers": workers, "progress": progress, "description": description}
-    shapes, layouts = {}, {}
+    shapes, layouts, orders = {}, {}, {}
     for batch, indices, recorder in hooked_batches(model, layers, stimuli, images=images, **options, **batching):
         sink.start_batch(indices)
         forward(recorder, batch, model.name)
-        shapes, layouts = recorder.shapes, recorder.layouts
+        shapes, layouts, orders = recorder.shapes, recorder.layouts, recorder.unit_orders
     sink.finite.check()
     release_freed_memory()
-    return _split(sink.accumulators, groupings), dict(shapes), dict(layouts)
+    return _split(sink.accumulators, groupings, shapes, orders), dict(shapes), dict(layouts)
 
 
 class _AccumulatingSink:
@@ -171,11 +173,20 @@ class _AccumulatingSink:
         self.finite.add(layer, image_sums, self.indices)
 
 
-def _split(accumulators: dict[str, MomentAccumulator], groupings: dict[str, Grouping]) -> dict[str, dict[str, Moments]]:
-    """Per grouping and layer, the rows of the stacked accumulator that belong to it."""
+def _split(
+    accumulators: dict[str, MomentAccumulator],
+    groupings: dict[str, Grouping],
+    shapes: dict[str, tuple[int, ...]],
+    orders: dict[str, UnitOrder],
+) -> dict[str, dict[str, Moments]]:
+    """Per grouping and layer, the rows of the stacked accumulator that belong to it, with units in channel-major
+    order (``orders``: the order each layer's units were accumulated in). Empties ``accumulators`` as it goes,
+    so a layer's reordered moments never coexist with every layer's accumulated ones."""
     split: dict[str, dict[str, Moments]] = {name: {} for name in groupings}
-    for layer, accumulator in accumulators.items():
-        count, mean, m2 = accumulator.finish()
+    for layer in list(accumulators):
+        count, mean, m2 = accumulators.pop(layer).finish()
+        order = orders.get(layer, "channel_major")
+        mean, m2 = (channel_major_units(values, shapes[layer], order) for values in (mean, m2))
         start = 0
         for name, grouping in groupings.items():
             rows = slice(start, start + grouping.n_groups)

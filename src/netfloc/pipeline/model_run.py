@@ -27,7 +27,7 @@ from netfloc.pipeline.ray_executor import RayOptions, record_pass_ray, start_ray
 from netfloc.pipeline.shards import ShardLedger, ShardPlan, record_pass, shard_copies
 from netfloc.progress import track
 from netfloc.recording.layers import expand_layers
-from netfloc.recording.loader import probe_shapes, release_freed_memory
+from netfloc.recording.loader import probe_shapes, release_freed_memory, resolve_memory_format
 from netfloc.results import LayerResult
 from netfloc.statistics import SelectivitySettings
 from netfloc.stimuli import StimulusSet
@@ -63,6 +63,7 @@ class ModelRecording:
     groupings: dict[str, Grouping]
     shapes: dict[str, tuple[int, ...]]
     layouts: dict[str, str]
+    memory_format: str
     passes: int
     ledger: ShardLedger
     jobs: list[Future]
@@ -100,6 +101,11 @@ def record_model(
     copies = 1 if ray_options else shard_copies(stimuli.n_images, plan)
     passes = plan_passes(model.name, units, groupings, options.batch_size, budget, copies)
     timings = {"load": time.perf_counter() - tic, "record": 0.0}
+    # resolved once, so every shard (a Ray task too) runs the model in the same format
+    stream = {
+        **options.stream_kwargs(),
+        "memory_format": resolve_memory_format(model.module, options.device, options.memory_format),
+    }
     jobs, layouts = [], {}
     background = not isinstance(statistics, InlineExecutor)
     for index, chosen in enumerate(passes):
@@ -107,18 +113,27 @@ def record_model(
         if ray_options is None:
             description = pass_description(index, passes)
             moments, shapes, layouts = record_pass(
-                model, stimuli, layer_paths, chosen, options.stream_kwargs(), plan, ledger, description
+                model, stimuli, layer_paths, chosen, stream, plan, ledger, description
             )
         else:
-            stream = {**options.stream_kwargs(), "seed": options.seed}
             moments, shapes, layouts = record_pass_ray(
-                start_ray(ray_options), ray_options, model, stimuli, layer_paths, chosen, stream, plan, ledger
+                start_ray(ray_options),
+                ray_options,
+                model,
+                stimuli,
+                layer_paths,
+                chosen,
+                {**stream, "seed": options.seed},
+                plan,
+                ledger,
             )
         timings["record"] += time.perf_counter() - tic
         progress = options.progress and not background  # one live progress display at a time
         job = (model.name, layer_paths, list(stimuli.categories), shapes, moments, settings, options, progress)
         jobs.append(statistics.submit(pass_statistics, *job))
-    return ModelRecording(model, layer_paths, groupings, shapes, layouts, len(passes), ledger, jobs, timings)
+    return ModelRecording(
+        model, layer_paths, groupings, shapes, layouts, stream["memory_format"], len(passes), ledger, jobs, timings
+    )
 
 
 def pass_statistics(
@@ -195,6 +210,7 @@ def _model_info(recording: ModelRecording, results: list[LayerResult], timings: 
         "name": model.name,
         "spec": model.spec,
         "weights": model.weights,
+        "memory_format": recording.memory_format,
         "passes": recording.passes,
         "shards": {"computed": recording.ledger.computed, "reused": recording.ledger.reused},
         "layers": {

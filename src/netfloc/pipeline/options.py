@@ -9,6 +9,7 @@ import torch
 
 from netfloc.errors import NetflocError
 from netfloc.recording.layouts import TokensName, UnitsName
+from netfloc.recording.loader import MemoryFormatName
 from netfloc.statistics import SelectivitySettings
 from netfloc.stimuli import StimulusSet
 
@@ -30,6 +31,8 @@ class RunOptions:
     memory_budget: int | None = None
     """Bytes the moments may take (None: 60% of the device's free memory)."""
     progress: bool = True
+    memory_format: MemoryFormatName = "auto"
+    """The forward pass's memory format (:func:`netfloc.recording.loader.resolve_memory_format`)."""
 
     def stream_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`netfloc.recording.loader.stream_layers`."""
@@ -40,6 +43,7 @@ class RunOptions:
             "device": self.device,
             "workers": self.workers,
             "allow_tf32": self.allow_tf32,
+            "memory_format": self.memory_format,
             "progress": self.progress,
         }
 
@@ -61,6 +65,7 @@ def check_options(
     null: int,
     baseline: str | None,
     rule: str,
+    memory_format: str = "auto",
 ) -> None:
     """One-line errors for option values that cannot work, before anything is loaded."""
     if units not in ("element", "channel"):
@@ -80,6 +85,8 @@ def check_options(
             "--null needs a significance rule (--rule each or pooled): --rule top selects a fixed percentage of "
             "units by construction, under the null too"
         )
+    if memory_format not in ("auto", "channels_last", "contiguous"):
+        raise NetflocError(f"--memory-format must be auto, channels_last or contiguous, not {memory_format!r}")
     if baseline not in (None, "random"):
         raise NetflocError(f"--baseline must be random, not {baseline!r}")
 

@@ -69,6 +69,7 @@ def run_info(
             "null": options.null,
             "baseline": baseline,
             "allow_tf32": options.allow_tf32,
+            "memory_format": options.memory_format,
             "memory_budget_bytes": options.memory_budget,
         },
         "seed": options.seed,

@@ -61,6 +61,7 @@ def localize(
     batch_size: int = 32,
     device: str = "auto",
     allow_tf32: bool = False,
+    memory_format: str = "auto",
     memory_budget: float | None = None,
     seed: int = 0,
     workers: int | None = None,
@@ -100,7 +101,9 @@ def localize(
         test, fdr, alpha, rule, top_percent: see :class:`~netfloc.statistics.SelectivitySettings`.
         batch_size, device, workers: how images are fed (``device``: auto|cpu|cuda; ``workers``: decoding
             processes, default 0 on the CPU and up to 8 on a GPU, pinned memory there); ``allow_tf32`` lets CUDA
-            use TF32 (off by default: it changes float32 results).
+            use TF32 (off by default: it changes float32 results); ``memory_format``: ``auto`` (channels-last
+            for convolutional networks on the CPU, where oneDNN runs them 20–37% faster), ``channels_last`` or
+            ``contiguous`` (:func:`netfloc.recording.loader.resolve_memory_format`).
         memory_budget: GiB the moments may take (default 60% of the device's free memory); permutations that do
             not fit are recorded in further passes over the images (:mod:`netfloc.moments.stream`).
         seed: seeds random weights, cross-validation folds and label permutations.
@@ -127,7 +130,7 @@ def localize(
     settings = selectivity_settings(test, fdr, alpha, rule, top_percent)
     torch_device = resolve_device(device)
     workers = default_workers(torch_device) if workers is None else workers
-    check_options(units, tokens, batch_size, workers, cross_validate, null, baseline, rule)
+    check_options(units, tokens, batch_size, workers, cross_validate, null, baseline, rule, memory_format)
     series = [series] if isinstance(series, str) else list(series)
     specs, members = _model_specs(models, baseline, series, steps_from)
     if shard_size < 1:
@@ -142,7 +145,7 @@ def localize(
     check_checkpoints(list(members.values()), seed, progress)
     options = RunOptions(
         units, tokens, batch_size, torch_device, workers, seed, consistency, cross_validate, null,
-        allow_tf32, None if memory_budget is None else int(memory_budget * 2**30), progress,
+        allow_tf32, None if memory_budget is None else int(memory_budget * 2**30), progress, memory_format,
     )  # fmt: skip
     stimulus_set = (
         stimuli if isinstance(stimuli, StimulusSet) else load_stimulus_set(stimuli, categories, skip_bad=skip_bad)

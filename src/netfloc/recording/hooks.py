@@ -28,9 +28,11 @@ from netfloc.errors import NetflocError
 from netfloc.recording.layouts import (
     Layout,
     TokensName,
+    UnitOrder,
     UnitsName,
     channel_major,
     declared_layout,
+    memory_order,
     output_layout,
     prefix_tokens,
     to_units,
@@ -63,8 +65,10 @@ class LayerRecorder:
         truncate: stop the forward pass once every layer has run (module docstring).
         sink: called with (layer name, B×U view) for every output; ``record`` then returns ``{}``.
 
-    After a forward pass, ``shapes`` holds each layer's channel-major output shape without the batch axis and
-    ``layouts`` its native layout.
+    After a forward pass, ``shapes`` holds each layer's channel-major output shape without the batch axis,
+    ``layouts`` its native layout and, with a sink, ``unit_orders`` the order of the units handed to it: the
+    order the first batch's output lay in memory (:func:`~netfloc.recording.layouts.memory_order`), kept for
+    every later batch (copied into it, should a later output lie otherwise).
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class LayerRecorder:
         self.n_prefix = prefix_tokens(module)
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.layouts: dict[str, Layout] = {}
+        self.unit_orders: dict[str, UnitOrder] = {}
         self._batch_size = 0
         self._outputs: dict[str, torch.Tensor] = {}
         self._ran: set[str] = set()
@@ -145,7 +150,10 @@ class LayerRecorder:
                 "preprocess every image to one size"
             )
         self.layouts[name] = layout
-        return to_units(canonical, layout, self.units, copy)
+        order: UnitOrder = "channel_major"
+        if not copy and (self.units == "element" or layout == "NC"):
+            order = self.unit_orders.setdefault(name, memory_order(canonical))
+        return to_units(canonical, layout, self.units, copy, order)
 
     @torch.inference_mode()
     def record(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +32,8 @@ from netfloc.errors import NetflocError
 Layout = Literal["NC", "NCHW", "NHWC", "NLC", "NCDHW"]
 UnitsName = Literal["element", "channel"]
 TokensName = Literal["all", "patch", "cls"]
+#: Order of a B×U view's units: C×H×W (``channel_major``) or H×W×C (``channels_last``; any rank ≥ 3).
+UnitOrder = Literal["channel_major", "channels_last"]
 RANK_LAYOUTS: dict[int, Layout] = {1: "NC", 2: "NC", 3: "NLC", 4: "NCHW", 5: "NCDHW"}
 _CHANNELS_FIRST_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d)
 
@@ -90,12 +93,31 @@ def channel_major(tensor: torch.Tensor, layout: Layout, tokens: TokensName, n_pr
     return tensor[:, n_prefix:] if tokens == "patch" else tensor[:, :n_prefix]
 
 
-def to_units(tensor: torch.Tensor, layout: Layout, units: UnitsName, copy: bool = True) -> torch.Tensor:
-    """A channel-major output as B×U units: every element (C×H×W order), or the mean of each channel over
-    space or tokens (in float64). With ``copy`` the result shares no memory with the output, so no later
-    in-place operation can change it; without, elements are a view where the layout allows one."""
+def memory_order(tensor: torch.Tensor) -> UnitOrder:
+    """``channels_last`` when the B×C×… output is stored with its channels innermost (so B×(…·C) is a view),
+    else ``channel_major``."""
+    if tensor.ndim >= 3 and not tensor.is_contiguous() and tensor.movedim(1, -1).is_contiguous():
+        return "channels_last"
+    return "channel_major"
+
+
+def channel_major_units(values: np.ndarray, shape: tuple[int, ...], order: UnitOrder) -> np.ndarray:
+    """Rows of units in ``order`` (G×U) for an output of channel-major ``shape`` (C, …), as rows in C×… order."""
+    if order == "channel_major":
+        return values
+    return np.moveaxis(values.reshape(len(values), *shape[1:], shape[0]), -1, 1).reshape(len(values), -1)
+
+
+def to_units(
+    tensor: torch.Tensor, layout: Layout, units: UnitsName, copy: bool = True, order: UnitOrder = "channel_major"
+) -> torch.Tensor:
+    """A channel-major output as B×U units: every element (in ``order``: C×H×W, or H×W×C for
+    ``channels_last``), or the mean of each channel over space or tokens (in float64). With ``copy`` the result
+    shares no memory with the output, so no later in-place operation can change it; without, elements are a
+    view where memory holds them in ``order``."""
     if units == "element" or layout == "NC":
-        flat = tensor.detach().reshape(tensor.shape[0], -1)
+        ordered = tensor.detach().movedim(1, -1) if order == "channels_last" else tensor.detach()
+        flat = ordered.reshape(tensor.shape[0], -1)
         return flat.clone() if copy and flat.data_ptr() == tensor.data_ptr() else flat
     if layout == "NLC":
         return tensor.detach().mean(dim=1, dtype=torch.float64)

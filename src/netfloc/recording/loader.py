@@ -13,9 +13,10 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from netfloc.errors import NetflocError, first_line
@@ -26,6 +27,8 @@ from netfloc.recording.layouts import TokensName, UnitsName
 from netfloc.stimuli import StimulusSet, read_image
 
 _OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
+MemoryFormatName = Literal["auto", "channels_last", "contiguous"]
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
 class ImageDataset(Dataset):
@@ -80,6 +83,43 @@ def tf32_mode(allow: bool) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def resolve_memory_format(module: nn.Module, device: torch.device | str, requested: str = "auto") -> str:
+    """The memory format of the forward pass: ``requested``, or for ``auto`` ``channels_last`` on the CPU for a
+    network with more ``Conv2d`` than ``Linear`` modules, else ``contiguous``.
+
+    On the CPU, oneDNN runs convolutions 20–37% faster channels-last (ResNet-50, EfficientNet-Lite0, AlexNet;
+    batches of 32 on 2 cores; ``benchmarks/``), while vision transformers and ConvNeXt (LayerNorm over
+    channels, pointwise convolutions as ``Linear``) run 10–20% slower. On GPUs channels-last has not been
+    measured here: ``auto`` keeps the default there. Float32 results differ between the formats by rounding only
+    (other convolution algorithms).
+    """
+    if requested not in ("auto", *MEMORY_FORMATS):
+        raise NetflocError(f"--memory-format must be auto, channels_last or contiguous, not {requested!r}")
+    if requested != "auto":
+        return requested
+    if torch.device(device).type != "cpu":
+        return "contiguous"
+    kinds = [type(layer) for layer in module.modules()]
+    convolutional = sum(issubclass(kind, nn.Conv2d) for kind in kinds) > sum(
+        issubclass(kind, nn.Linear) for kind in kinds
+    )
+    return "channels_last" if convolutional else "contiguous"
+
+
+@contextlib.contextmanager
+def memory_format_mode(module: nn.Module, memory_format: str) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """Within the context, ``module``'s 4-D parameters are in ``memory_format`` (put back in the default format
+    after); yields the function that puts a batch of images in it."""
+    if memory_format != "channels_last":
+        yield lambda batch: batch
+        return
+    module.to(memory_format=torch.channels_last)
+    try:
+        yield lambda batch: batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
+    finally:
+        module.to(memory_format=torch.contiguous_format)
+
+
 def device_info(device: torch.device, allow_tf32: bool) -> dict[str, Any]:
     """What run.json records of the device: its name, CUDA and cuDNN versions and the TF32 setting."""
     info: dict[str, Any] = {"type": device.type, "name": "cpu", "cuda": None, "cudnn": None, "tf32": False}
@@ -132,17 +172,24 @@ def hooked_batches(
     units: UnitsName = "element",
     tokens: TokensName = "all",
     allow_tf32: bool = False,
+    memory_format: MemoryFormatName = "auto",
     device: torch.device | str = "cpu",
     sink: Callable[[str, torch.Tensor], None] | None = None,
     **batching: Any,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, LayerRecorder]]:
     """The batches of :func:`stream_batches` (``batching``: its keyword arguments), each with its indices and a
     truncating :class:`LayerRecorder` (handing outputs to ``sink`` if given) that is ready for
-    :func:`forward`, with the model on ``device`` and TF32 as asked."""
+    :func:`forward`, with the model on ``device``, TF32 as asked and model and batches in ``memory_format``
+    (:func:`resolve_memory_format`)."""
     module = model.module.to(device)
-    with LayerRecorder(module, layers, units, tokens, truncate=True, sink=sink) as recorder, tf32_mode(allow_tf32):
+    chosen = resolve_memory_format(module, device, memory_format)
+    with (
+        LayerRecorder(module, layers, units, tokens, truncate=True, sink=sink) as recorder,
+        tf32_mode(allow_tf32),
+        memory_format_mode(module, chosen) as arrange,
+    ):
         for batch, indices in stream_batches(model, stimuli, device=device, **batching):
-            yield batch, indices, recorder
+            yield arrange(batch), indices, recorder
 
 
 def stream_layers(
