@@ -110,7 +110,13 @@ def test_channels_last_moments_are_channel_major_and_equal_a_float64_reference(s
     layers = {"conv": "conv", "block": "block"}
     model = small_model()
     options = {"batch_size": 3, "progress": False}
+    formats = []
+    handle = model.module.conv.register_forward_hook(
+        lambda _m, _i, out: formats.append(out.is_contiguous(memory_format=torch.channels_last))
+    )
     moments, shapes, _ = record_moments(model, layers, stimuli, memory_format="channels_last", **options)
+    handle.remove()
+    assert formats == [True] * 4 and not model.module.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert all(parameter.is_contiguous() for parameter in model.module.parameters()), "format not restored"
     outputs = {name: [] for name in layers}
     for batch, _, recorder in hooked_batches(model, layers, stimuli, memory_format="channels_last", **options):
@@ -159,3 +165,70 @@ def test_lesion_of_an_element_unit_in_a_channels_last_network_hits_it():
     assert captured["x"][0, 2, 3, 5].item() == 9.0
     with torch.no_grad():
         assert (captured["x"] != model.conv(images)).sum().item() == 1
+
+
+class TimmStyleNHWC(nn.Module):
+    """A stage that outputs B×H×W×C (declared by ``output_fmt``), as timm's Swin stages do."""
+
+    output_fmt = "NHWC"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.stage = nn.Identity()
+        self.feature_info = [{"module": "stage", "num_chs": 4}]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stage(self.conv(x).permute(0, 2, 3, 1).contiguous())  # stored B×H×W×C
+
+
+def test_nhwc_layouts_reach_the_accumulators_in_memory_order_and_come_out_channel_major(stimuli):
+    catalog = {"stage": "stage", "conv": "conv"}
+    model = LoadedModel("nhwc", "nhwc", TimmStyleNHWC().eval(), _to_tensor, catalog, {"all": list(catalog)}, "all")
+    options = {"batch_size": 4, "progress": False, "memory_format": "contiguous"}  # the conv's output: C×H×W
+    moments, _, layouts = record_moments(model, catalog, stimuli, **options)
+    assert layouts == {"stage": "NHWC", "conv": "NCHW"}
+    for group in range(2):  # the stage is the conv's output permuted: the same units in the same order
+        np.testing.assert_array_equal(moments["category"]["stage"][1][group], moments["category"]["conv"][1][group])
+
+
+class ViewsFeatureMaps(nn.Module):
+    """A hand-written model that flattens a feature map with ``view``: fails on channels-last tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.conv2 = nn.Conv2d(2, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv(x)).view(x.shape[0], -1)
+
+
+def test_auto_falls_back_to_contiguous_for_a_model_that_fails_channels_last(stimuli):
+    from netfloc.pipeline.model_run import probe_in_memory_format
+    from netfloc.pipeline.options import RunOptions
+
+    catalog = {"conv": "conv"}
+    model = LoadedModel("views", "views", ViewsFeatureMaps().eval(), _to_tensor, catalog, {"all": ["conv"]}, "all")
+    assert resolve_memory_format(model.module, "cpu") == "channels_last"
+    chosen, shapes = probe_in_memory_format(model, catalog, stimuli, RunOptions(), None)
+    assert chosen == "contiguous" and shapes == {"conv": (2, 12, 10)}
+    with pytest.raises(NetflocError, match="--memory-format contiguous"):
+        probe_in_memory_format(model, catalog, stimuli, RunOptions(memory_format="channels_last"), None)
+    assert probe_in_memory_format(model, catalog, stimuli, RunOptions(memory_format="contiguous"), None)[0] == (
+        "contiguous"
+    )
+
+
+def test_the_model_is_put_back_as_it_was_also_when_the_pass_stops_early(stimuli):
+    model = small_model()
+    model.module.block[0].weight.data = model.module.block[0].weight.data.contiguous(memory_format=torch.channels_last)
+    batches = hooked_batches(model, {"conv": "conv"}, stimuli, memory_format="channels_last", progress=False)
+    next(batches)
+    assert model.module.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    batches.close()
+    assert model.module.conv.weight.is_contiguous()
+    assert model.module.block[0].weight.is_contiguous(memory_format=torch.channels_last)  # it was so before
+    for _ in hooked_batches(model, {"conv": "conv"}, stimuli, memory_format="contiguous", progress=False):
+        assert model.module.block[0].weight.is_contiguous()
+    assert model.module.block[0].weight.is_contiguous(memory_format=torch.channels_last)

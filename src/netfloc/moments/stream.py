@@ -13,6 +13,7 @@ several passes over the images (:func:`plan_passes`); the categories and folds a
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,10 +141,11 @@ def record_moments(
     options |= {"device": device, "sink": sink}
     batching = {"batch_size": batch_size, "workers": workers, "progress": progress, "description": description}
     shapes, layouts, orders = {}, {}, {}
-    for batch, indices, recorder in hooked_batches(model, layers, stimuli, images=images, **options, **batching):
-        sink.start_batch(indices)
-        forward(recorder, batch, model.name)
-        shapes, layouts, orders = recorder.shapes, recorder.layouts, recorder.unit_orders
+    with contextlib.closing(hooked_batches(model, layers, stimuli, images=images, **options, **batching)) as batches:
+        for batch, indices, recorder in batches:  # closed on an error: the model is restored and unhooked at once
+            sink.start_batch(indices)
+            forward(recorder, batch, model.name)
+            shapes, layouts, orders = recorder.shapes, recorder.layouts, recorder.unit_orders
     sink.finite.check()
     release_freed_memory()
     return _split(sink.accumulators, groupings, shapes, orders), dict(shapes), dict(layouts)
@@ -180,11 +182,10 @@ def _split(
     orders: dict[str, UnitOrder],
 ) -> dict[str, dict[str, Moments]]:
     """Per grouping and layer, the rows of the stacked accumulator that belong to it, with units in channel-major
-    order (``orders``: the order each layer's units were accumulated in). Empties ``accumulators`` as it goes,
-    so a layer's reordered moments never coexist with every layer's accumulated ones."""
+    order (``orders``: the order each layer's units were accumulated in; reordered in place, row by row)."""
     split: dict[str, dict[str, Moments]] = {name: {} for name in groupings}
-    for layer in list(accumulators):
-        count, mean, m2 = accumulators.pop(layer).finish()
+    for layer, accumulator in accumulators.items():
+        count, mean, m2 = accumulator.finish()
         order = orders.get(layer, "channel_major")
         mean, m2 = (channel_major_units(values, shapes[layer], order) for values in (mean, m2))
         start = 0

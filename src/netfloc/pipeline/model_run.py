@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from netfloc.analysis.controls import crossval_rows, fold_selections, null_rows
+from netfloc.errors import NetflocError
 from netfloc.models import LoadedModel, load_model
 from netfloc.moments.groupings import Grouping, run_groupings
 from netfloc.moments.stream import layer_units, memory_budget, plan_passes
@@ -94,18 +95,14 @@ def record_model(
     model = load_model(spec, seed=options.seed)
     layer_paths = expand_layers(model, layers)
     groupings = run_groupings(stimuli, options.cross_validate, options.null, options.seed)
-    shapes = probe_shapes(model, layer_paths, stimuli, options.units, options.tokens)
+    memory_format, shapes = probe_in_memory_format(model, layer_paths, stimuli, options, ray_options)
     budget = memory_budget(torch.device(options.device), options.memory_budget)
     plan, ledger = plan or ShardPlan(None), ShardLedger()
     units = layer_units(shapes, options.units)
     copies = 1 if ray_options else shard_copies(stimuli.n_images, plan)
     passes = plan_passes(model.name, units, groupings, options.batch_size, budget, copies)
     timings = {"load": time.perf_counter() - tic, "record": 0.0}
-    # resolved once, so every shard (a Ray task too) runs the model in the same format
-    stream = {
-        **options.stream_kwargs(),
-        "memory_format": resolve_memory_format(model.module, options.device, options.memory_format),
-    }
+    stream = {**options.stream_kwargs(), "memory_format": memory_format}  # every shard, Ray tasks too
     jobs, layouts = [], {}
     background = not isinstance(statistics, InlineExecutor)
     for index, chosen in enumerate(passes):
@@ -132,8 +129,32 @@ def record_model(
         job = (model.name, layer_paths, list(stimuli.categories), shapes, moments, settings, options, progress)
         jobs.append(statistics.submit(pass_statistics, *job))
     return ModelRecording(
-        model, layer_paths, groupings, shapes, layouts, stream["memory_format"], len(passes), ledger, jobs, timings
+        model, layer_paths, groupings, shapes, layouts, memory_format, len(passes), ledger, jobs, timings
     )
+
+
+def probe_in_memory_format(
+    model: LoadedModel,
+    layer_paths: dict[str, str],
+    stimuli: StimulusSet,
+    options: RunOptions,
+    ray_options: RayOptions | None,
+) -> tuple[str, dict[str, tuple[int, ...]]]:
+    """The memory format the model records in (resolved for the device that records: the shard tasks' with Ray)
+    and the layers' shapes from a probe in it. A model that fails channels-last under ``auto`` (a hand-written
+    ``x.view(B, -1)`` of a feature map) records contiguous; under an explicit ``channels_last`` the error says
+    so."""
+    device = ray_options.device if ray_options else options.device
+    memory_format = resolve_memory_format(model.module, device, options.memory_format)
+    probe = (model, layer_paths, stimuli, options.units, options.tokens)
+    try:
+        return memory_format, probe_shapes(*probe, memory_format)
+    except NetflocError as error:
+        if memory_format == "contiguous":
+            raise
+        if options.memory_format == "channels_last":
+            raise NetflocError(f"{error} (it ran channels-last: try --memory-format contiguous)") from None
+    return "contiguous", probe_shapes(*probe, "contiguous")
 
 
 def pass_statistics(

@@ -39,6 +39,11 @@ class RayOptions:
     gpus_per_task: float = 0.0
     max_retries: int = 3
 
+    @property
+    def device(self) -> str:
+        """The device every shard task records on."""
+        return "cuda" if self.gpus_per_task > 0 else "cpu"
+
 
 def start_ray(options: RayOptions) -> Any:
     """The ``ray`` module, connected to ``--address`` / ``$RAY_ADDRESS`` or to a local instance started here."""
@@ -110,7 +115,6 @@ def record_pass_ray(
     ledger.reused += len(names) - len(missing)
     ledger.computed += len(missing)
     ledger.names += names
-    device = "cuda" if options.gpus_per_task > 0 else "cpu"
     job = {
         "folder": str(plan.folder),
         "stimuli_root": str(stimuli.root),
@@ -122,7 +126,7 @@ def record_pass_ray(
         "weights": model.weights.get("state_sha256"),
         "layers": layers,
         "groupings": {key: (grouping.labels, grouping.n_groups) for key, grouping in groupings.items()},
-        "stream": {**stream, "device": device, "progress": False},
+        "stream": {**stream, "device": options.device, "progress": False},
     }
     task = ray.remote(_shard_task).options(
         num_gpus=options.gpus_per_task, max_retries=options.max_retries, retry_exceptions=True

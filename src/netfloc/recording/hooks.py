@@ -54,8 +54,8 @@ def first_tensor(output: object) -> torch.Tensor | None:
 
 class LayerRecorder:
     """Context manager that hooks named modules and hands their outputs, as B×U units, to ``sink(layer,
-    values)`` inside the hook (``values`` is a view, valid only during the call), or without a sink returns
-    B×U copies per forward.
+    values)`` inside the hook (``values`` is a view, valid only during the call, with its units in the order of
+    ``unit_orders``), or without a sink returns B×U copies per forward (channel-major).
 
     Args:
         module: the network.
@@ -66,8 +66,9 @@ class LayerRecorder:
         sink: called with (layer name, B×U view) for every output; ``record`` then returns ``{}``.
 
     After a forward pass, ``shapes`` holds each layer's channel-major output shape without the batch axis,
-    ``layouts`` its native layout and, with a sink, ``unit_orders`` the order of the units handed to it: the
-    order the first batch's output lay in memory (:func:`~netfloc.recording.layouts.memory_order`), kept for
+    ``layouts`` its native layout and, with a sink, ``unit_orders`` the order of the element units handed to it
+    (layers of ``--units channel`` means are not in it: they are channel-major): the order the first batch's
+    output lay in memory (:func:`~netfloc.recording.layouts.memory_order`), kept for
     every later batch (copied into it, should a later output lie otherwise).
     """
 

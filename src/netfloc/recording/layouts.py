@@ -12,11 +12,11 @@ The layout is never guessed from the rank alone where a model declares it: a mod
 ``output_fmt`` attribute (timm ``PatchEmbed``), a module named in ``feature_info`` of a model whose
 ``output_fmt`` is ``NHWC``, and every non-convolutional 4-D output of such a model are channels-last.
 
-Units are always stored channel-major: ``NHWC`` outputs are permuted to C×H×W before flattening, so the
-recorded ``shape`` is (C, H, W) for both feature-map layouts and the feature-map analyses read C from
-axis 0. ``--units channel`` averages each channel over H×W (``NCHW``/``NHWC``) or over the chosen tokens
-(``NLC``: ``--tokens all`` every token, ``patch`` the tokens after the model's prefix (class/register)
-tokens, ``cls`` the prefix tokens only); ``NC`` vectors are their own channels.
+Units are always stored channel-major: ``NHWC`` outputs are permuted to C×H×W (copies before flattening, moments
+at the end of the pass, below), so the recorded ``shape`` is (C, H, W) for both feature-map layouts and the
+feature-map analyses read C from axis 0. ``--units channel`` averages each channel over H×W (``NCHW``/``NHWC``) or
+over the chosen tokens (``NLC``: ``--tokens all`` every token, ``patch`` the tokens after the model's prefix
+(class/register) tokens, ``cls`` the prefix tokens only); ``NC`` vectors are their own channels.
 """
 
 from __future__ import annotations
@@ -102,10 +102,13 @@ def memory_order(tensor: torch.Tensor) -> UnitOrder:
 
 
 def channel_major_units(values: np.ndarray, shape: tuple[int, ...], order: UnitOrder) -> np.ndarray:
-    """Rows of units in ``order`` (G×U) for an output of channel-major ``shape`` (C, …), as rows in C×… order."""
+    """Rows of units in ``order`` (G×U, C-contiguous) for an output of channel-major ``shape`` (C, …), put in
+    C×… order in place, one row at a time (one row of extra memory); returns ``values``."""
     if order == "channel_major":
         return values
-    return np.moveaxis(values.reshape(len(values), *shape[1:], shape[0]), -1, 1).reshape(len(values), -1)
+    for row in values:
+        row[:] = np.moveaxis(row.reshape(*shape[1:], shape[0]), -1, 0).ravel()
+    return values
 
 
 def to_units(

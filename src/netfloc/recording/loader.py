@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -108,16 +109,20 @@ def resolve_memory_format(module: nn.Module, device: torch.device | str, request
 
 @contextlib.contextmanager
 def memory_format_mode(module: nn.Module, memory_format: str) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
-    """Within the context, ``module``'s 4-D parameters are in ``memory_format`` (put back in the default format
-    after); yields the function that puts a batch of images in it."""
-    if memory_format != "channels_last":
-        yield lambda batch: batch
-        return
-    module.to(memory_format=torch.channels_last)
+    """Within the context, ``module``'s 4-D parameters and buffers are in ``memory_format`` (each one changed is
+    put back as it was after); yields the function that puts a batch of images in it."""
+    target = MEMORY_FORMATS[memory_format]
+    changed: list[tuple[torch.Tensor, torch.memory_format]] = []
     try:
-        yield lambda batch: batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
+        for tensor in itertools.chain(module.parameters(), module.buffers()):
+            if tensor.ndim == 4 and not tensor.is_contiguous(memory_format=target):
+                was = torch.channels_last if tensor.is_contiguous(memory_format=torch.channels_last) else None
+                tensor.data = tensor.data.contiguous(memory_format=target)
+                changed.append((tensor, was or torch.contiguous_format))
+        yield lambda batch: batch.contiguous(memory_format=target) if batch.ndim == 4 else batch
     finally:
-        module.to(memory_format=torch.contiguous_format)
+        for tensor, was in changed:
+            tensor.data = tensor.data.contiguous(memory_format=was)
 
 
 def device_info(device: torch.device, allow_tf32: bool) -> dict[str, Any]:
@@ -198,8 +203,9 @@ def stream_layers(
     """One pass over the stimuli (``options``: those of :func:`hooked_batches`): per batch, {layer: B×U copy on
     the device}, the images' indices and the recorder (whose ``shapes`` and ``layouts`` describe the layer
     outputs)."""
-    for batch, indices, recorder in hooked_batches(model, layers, stimuli, **options):
-        yield forward(recorder, batch, model.name), indices, recorder
+    with contextlib.closing(hooked_batches(model, layers, stimuli, **options)) as batches:
+        for batch, indices, recorder in batches:
+            yield forward(recorder, batch, model.name), indices, recorder
 
 
 def release_freed_memory() -> None:
@@ -219,13 +225,17 @@ def probe_shapes(
     stimuli: StimulusSet,
     units: UnitsName = "element",
     tokens: TokensName = "all",
+    memory_format: str = "contiguous",
 ) -> dict[str, tuple[int, ...]]:
-    """The channel-major output shapes of ``layers``, from the first stimulus alone, so that memory can be
-    planned (and a model that cannot run on the stimuli refused) before the streaming pass. The memory the
-    probe's forward freed is handed back before the pass starts."""
+    """The channel-major output shapes of ``layers``, from the first stimulus alone in ``memory_format``, so that
+    memory can be planned (and a model that cannot run on the stimuli refused) before the streaming pass. The
+    memory the probe's forward freed is handed back before the pass starts."""
     image = ImageDataset(stimuli.items()[:1], model)[0][0].unsqueeze(0)
-    with LayerRecorder(model.module, layers, units, tokens) as recorder:
-        forward(recorder, image, model.name)
+    with (
+        memory_format_mode(model.module, memory_format) as arrange,
+        LayerRecorder(model.module, layers, units, tokens) as recorder,
+    ):
+        forward(recorder, arrange(image), model.name)
     release_freed_memory()
     return dict(recorder.shapes)
 
