@@ -9,7 +9,7 @@ import torch
 
 from netfloc.errors import NetflocError
 from netfloc.recording.layouts import TokensName, UnitsName
-from netfloc.recording.loader import MemoryFormatName
+from netfloc.recording.loader import MemoryFormatName, check_memory_format
 from netfloc.statistics import SelectivitySettings
 from netfloc.stimuli import StimulusSet
 
@@ -85,8 +85,7 @@ def check_options(
             "--null needs a significance rule (--rule each or pooled): --rule top selects a fixed percentage of "
             "units by construction, under the null too"
         )
-    if memory_format not in ("auto", "channels_last", "contiguous"):
-        raise NetflocError(f"--memory-format must be auto, channels_last or contiguous, not {memory_format!r}")
+    check_memory_format(memory_format)
     if baseline not in (None, "random"):
         raise NetflocError(f"--baseline must be random, not {baseline!r}")
 

@@ -84,6 +84,12 @@ def tf32_mode(allow: bool) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def check_memory_format(name: str) -> None:
+    """A one-line error unless ``name`` is ``auto`` or a key of :data:`MEMORY_FORMATS`."""
+    if name not in ("auto", *MEMORY_FORMATS):
+        raise NetflocError(f"--memory-format must be auto, channels_last or contiguous, not {name!r}")
+
+
 def resolve_memory_format(module: nn.Module, device: torch.device | str, requested: str = "auto") -> str:
     """The memory format of the forward pass: ``requested``, or for ``auto`` ``channels_last`` on the CPU for a
     network with more ``Conv2d`` than ``Linear`` modules, else ``contiguous``.
@@ -94,8 +100,7 @@ def resolve_memory_format(module: nn.Module, device: torch.device | str, request
     measured here: ``auto`` keeps the default there. Float32 results differ between the formats by rounding only
     (other convolution algorithms).
     """
-    if requested not in ("auto", *MEMORY_FORMATS):
-        raise NetflocError(f"--memory-format must be auto, channels_last or contiguous, not {requested!r}")
+    check_memory_format(requested)
     if requested != "auto":
         return requested
     if torch.device(device).type != "cpu":
@@ -116,9 +121,9 @@ def memory_format_mode(module: nn.Module, memory_format: str) -> Iterator[Callab
     try:
         for tensor in itertools.chain(module.parameters(), module.buffers()):
             if tensor.ndim == 4 and not tensor.is_contiguous(memory_format=target):
-                was = torch.channels_last if tensor.is_contiguous(memory_format=torch.channels_last) else None
+                channels_last = tensor.is_contiguous(memory_format=torch.channels_last)
+                changed.append((tensor, torch.channels_last if channels_last else torch.contiguous_format))
                 tensor.data = tensor.data.contiguous(memory_format=target)
-                changed.append((tensor, was or torch.contiguous_format))
         yield lambda batch: batch.contiguous(memory_format=target) if batch.ndim == 4 else batch
     finally:
         for tensor, was in changed:
