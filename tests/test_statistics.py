@@ -16,10 +16,14 @@ from netfloc.statistics import (
     SelectivitySettings,
     anova_oneway,
     csi,
+    descriptives,
     dprime,
+    preferred_category,
     sample_variance,
+    selection,
     selectivity,
     t_test,
+    unit_scale,
 )
 
 RTOL = 1e-8
@@ -167,6 +171,26 @@ def test_csi_and_dprime_match_definitions(data):
         expected_d = (m_k - m_rest) / np.sqrt((group.var(axis=0, ddof=1) + s2_rest) / 2)
         np.testing.assert_allclose(dprime_values[category], expected_d, rtol=1e-10)
     assert csi_values.shape == (k, mean.shape[1])
+
+
+def test_descriptives_in_chunks_equal_the_whole_layer_functions(data, monkeypatch):
+    """Chunks of 7 units (the last one shorter), on every core, give exactly what the functions give on all units."""
+    _, count, mean, m2 = data
+    scale = unit_scale(mean)
+    variance = sample_variance(count, mean, m2, scale)
+    monkeypatch.setattr(selection, "CHUNK_UNITS", 7)
+    found = descriptives(count, mean, m2, variance, scale)
+    f, p = anova_oneway(count, mean, m2, variance)
+    expected = {
+        "csi": csi(mean),
+        "dprime": dprime(count, mean, m2, variance, scale),
+        "preferred": preferred_category(mean),
+        "anova_f": f,
+        "anova_p": p,
+    }
+    assert mean.shape[1] % 7 and set(found) == set(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(found[key], value, err_msg=key)
 
 
 def test_dead_and_constant_units_give_no_nan_no_warning_and_are_never_selective():

@@ -8,7 +8,7 @@ All functions are pure (numpy/scipy, no torch) and work on float64 arrays of per
   pooled moments of several groups.
 - :mod:`~netfloc.statistics.inference`: Welch's and Student's t, ANOVA, Benjamini–Yekutieli/Hochberg FDR,
   computed only where a result can depend on them.
-- :mod:`~netfloc.statistics.selection`: the selectivity rules, CSI and d′.
+- :mod:`~netfloc.statistics.selection`: the selectivity rules, CSI and d′ (computed in chunks of units).
 """
 
 from netfloc.statistics.inference import (
@@ -29,6 +29,7 @@ from netfloc.statistics.selection import (
     Selectivity,
     SelectivitySettings,
     csi,
+    descriptives,
     dprime,
     pairwise_extremes,
     pooled_comparison,
@@ -60,6 +61,7 @@ __all__ = [
     "TestName",
     "anova_oneway",
     "csi",
+    "descriptives",
     "dprime",
     "fdr_q",
     "fdr_reject",

@@ -31,14 +31,12 @@ verdicts).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 from scipy import special
 
-from netfloc.parallel import parallel_map
 from netfloc.statistics.variance import sample_variance
 
 TestName = Literal["welch", "student"]
@@ -98,9 +96,7 @@ def anova_oneway(
     within_ss = np.where(variance > 0, m2, 0.0).sum(axis=0)
     defined = within_ss > 0
     f = np.where(defined, between / np.where(defined, within_ss / (total - len(count)), 1.0), 0.0)
-    parts = np.array_split(f.ravel(), os.cpu_count() or 1)  # on every core
-    tail = np.concatenate(parallel_map(lambda part: special.fdtrc(len(count) - 1, total - len(count), part), parts))
-    p = np.where(defined, tail.reshape(f.shape), 1.0)
+    p = np.where(defined, special.fdtrc(len(count) - 1, total - len(count), f), 1.0)
     return f, p
 
 

@@ -55,14 +55,44 @@ def dprime(
     rest_mean = (mean.sum(axis=0, keepdims=True) - mean) / (k - 1)
     unit = unit_scale(mean) if scale is None else scale
     variance = sample_variance(count, mean, m2, unit) if variance is None else variance
-
-    def category_dprime(category: int) -> np.ndarray:
+    found = np.zeros(mean.shape)
+    for category in range(k):
         rest_var = rest_moments(count, mean, m2, category, unit)[2]
         spread = np.sqrt((variance[category] + rest_var) / 2.0)
-        difference = mean[category] - rest_mean[category]
-        return np.divide(difference, spread, out=np.zeros_like(spread), where=spread > 0)
+        np.divide(mean[category] - rest_mean[category], spread, out=found[category], where=spread > 0)
+    return found
 
-    return np.stack(parallel_map(category_dprime, range(k)))
+
+#: Units per chunk of :func:`descriptives`: its K×chunk float64 temporaries stay in the cores' caches.
+CHUNK_UNITS = 16384
+
+
+def descriptives(
+    count: np.ndarray, mean: np.ndarray, m2: np.ndarray, variance: np.ndarray, scale: np.ndarray
+) -> dict[str, np.ndarray]:
+    """``csi``, ``dprime`` (K×U), ``preferred``, ``anova_f`` and ``anova_p`` (U,) of every unit, as
+    :func:`csi`, :func:`dprime`, :func:`preferred_category` and :func:`anova_oneway` give them: each is per
+    unit, so they are computed :data:`CHUNK_UNITS` units at a time, the chunks on every core, and the
+    temporaries are K×chunk arrays (memory holds little more than the results). ``variance``, ``scale``:
+    :func:`sample_variance` and :func:`unit_scale` of the moments."""
+    k, units = mean.shape
+    found = {
+        "csi": np.empty((k, units)),
+        "dprime": np.empty((k, units)),
+        "preferred": np.empty(units, dtype=np.intp),
+        "anova_f": np.empty(units),
+        "anova_p": np.empty(units),
+    }
+
+    def fill(chunk: slice) -> None:
+        part_mean, part_m2, part_variance = mean[:, chunk], m2[:, chunk], variance[:, chunk]
+        found["csi"][:, chunk] = csi(part_mean)
+        found["dprime"][:, chunk] = dprime(count, part_mean, part_m2, part_variance, scale[chunk])
+        found["preferred"][chunk] = preferred_category(part_mean)
+        found["anova_f"][chunk], found["anova_p"][chunk] = anova_oneway(count, part_mean, part_m2, part_variance)
+
+    parallel_map(fill, [slice(start, start + CHUNK_UNITS) for start in range(0, units, CHUNK_UNITS)])
+    return found
 
 
 @dataclass(frozen=True)
@@ -247,14 +277,4 @@ def selectivity(
             selective = (t_min > 0) & (q_max < settings.alpha)
         else:
             selective = top_units(t_min, settings.top_percent)
-    anova_f, anova_p = anova_oneway(count, mean, m2, variance)
-    return Selectivity(
-        t_min=t_min,
-        q_max=q_max,
-        selective=selective,
-        csi=csi(mean),
-        dprime=dprime(count, mean, m2, variance, scale),
-        preferred=preferred_category(mean),
-        anova_f=anova_f,
-        anova_p=anova_p,
-    )
+    return Selectivity(t_min=t_min, q_max=q_max, selective=selective, **descriptives(count, mean, m2, variance, scale))
