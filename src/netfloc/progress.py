@@ -1,4 +1,4 @@
-"""Rich progress bars for every long step, silenced with ``progress=False``."""
+"""Rich progress bars for every long step (redrawn twice a second), silenced with ``progress=False``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ T = TypeVar("T")
 
 console = Console(stderr=True)
 
+#: Redraws per second: rich's default of 10 cost ≈ 1% of a core in its threads during a forward pass (measured:
+#: 0.07 vs 0.03 CPU-s per 5 s at 2), time taken from the pass; batches take seconds on a CPU.
+REFRESH_PER_SECOND = 2
+
 
 def track(items: Iterable[T], description: str, total: int | None = None, enabled: bool = True) -> Iterator[T]:
     """Iterate over ``items`` with a progress bar on stderr (when ``enabled``)."""
@@ -34,5 +38,7 @@ def track(items: Iterable[T], description: str, total: int | None = None, enable
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=not sys.stderr.isatty()) as progress:
-        yield from progress.track(items, total=total, description=description)
+    with Progress(
+        *columns, console=console, transient=not sys.stderr.isatty(), refresh_per_second=REFRESH_PER_SECOND
+    ) as progress:
+        yield from progress.track(items, total=total, description=description, update_period=1 / REFRESH_PER_SECOND)
