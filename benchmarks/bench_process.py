@@ -4,12 +4,12 @@ Every measurement is a separate process run under ``/usr/bin/time`` (wall time a
 stimulus checks included): ``netfloc run … --no-report`` against ``benchmarks/bare_forward.py`` (the same model,
 preprocessing and data loading, no hooks). The arms alternate ``--repeats`` times and the fastest of each
 counts, which damps the noise of a shared machine; the ratios of the runs of one round (neighbours in time)
-are printed too, with their median, since a shared machine's speed drifts by ±10% over minutes. The bare
-forward runs twice per round: with the process settings of the ``netfloc`` script (torch's huge-page
-allocations, ``THP_MEM_ALLOC_ENABLE=1``, no garbage collection during the imports and at exit,
-``--pause-gc``, and the memory format netfloc chooses, ``--memory-format auto``: channels-last for a CNN on the
-CPU; the ratio to it is netfloc's overhead), and with PyTorch's and Python's defaults (what a hand-written loop
-gets: contiguous tensors). Printed ratios (the table of issue 10):
+are printed too, with their medians (time and peak RSS), since a shared machine's speed drifts by ±10% over
+minutes and the bare forward's peak by ±5%. The bare forward runs twice per round: with the process settings
+of the ``netfloc`` script (torch's huge-page allocations, ``THP_MEM_ALLOC_ENABLE=1``, no garbage collection
+during the imports and at exit, ``--pause-gc``, and the memory format netfloc chooses, ``--memory-format auto``:
+channels-last for a CNN on the CPU; the ratio to it is netfloc's overhead), and with PyTorch's and Python's
+defaults (what a hand-written loop gets: contiguous tensors). Printed ratios (the table of issue 10):
 
 - run / bare forward (time) and peak RSS / the bare forward's, against both bare forwards
 - peak RSS with 32 vs 128 images per category (192 vs 768 images): memory must not grow with images
@@ -111,6 +111,7 @@ def main() -> None:
     rounds = alternate(arms, args.repeats)
     bare_run, default_bare, plain = (fastest(runs) for runs in rounds)
     paired = round_ratios(rounds[2], rounds[0])
+    paired_memory = round_ratios(rounds[2], rounds[0], "peak_gb")
     timings = json.loads((work / "plain" / "run.json").read_text())["models"][0]["timings_s"]
     shallow = fastest([timed(run(full, "first", args.first_layer)) for _ in range(args.repeats)])
     controls = timed(run(full, "controls", args.layers, "--null", "20", "--cross-validate", "5"))
@@ -119,6 +120,7 @@ def main() -> None:
         "run / bare forward (time)": plain["seconds"] / bare_run["seconds"],
         "run / bare forward (time), median of rounds": statistics.median(paired),
         "peak RSS run / bare forward": plain["peak_gb"] / bare_run["peak_gb"],
+        "peak RSS run / bare forward, median of rounds": statistics.median(paired_memory),
         "run / bare forward, PyTorch defaults (time)": plain["seconds"] / default_bare["seconds"],
         "peak RSS run / bare forward, PyTorch defaults": plain["peak_gb"] / default_bare["peak_gb"],
         "peak RSS 768 / 192 images": many["peak_gb"] / few["peak_gb"],
@@ -137,6 +139,7 @@ def main() -> None:
         "run_timings_s": timings,
         "rounds": {"bare_forward": rounds[0], "bare_forward_pytorch_defaults": rounds[1], "run": rounds[2]},
         "round_ratios_run_over_bare": paired,
+        "round_peak_ratios_run_over_bare": paired_memory,
     }
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"{args.model}, layers {args.layers}, 864 fLoc images, {machine}")
