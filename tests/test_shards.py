@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,9 @@ from typer.testing import CliRunner
 from netfloc import localize
 from netfloc.cli import app
 from netfloc.moments.accumulator import MomentAccumulator
-from netfloc.moments.shards import merge_tree, read_shard, shard_ranges, write_shard
+from netfloc.moments.groupings import Grouping
+from netfloc.moments.shards import merge_tree, read_shard, shard_id, shard_ranges, write_shard
+from netfloc.pipeline.shards import pass_identity
 
 from .planted_model import CATEGORIES, write_planted_stimuli
 
@@ -138,6 +141,19 @@ def test_a_killed_run_resumes_from_its_finished_shards(stimuli, tmp_path):
             np.testing.assert_array_equal(a["selective"], b["selective"])
             np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-6)
     assert not (tmp_path / ".run.partial").exists()
+
+
+def test_shards_recorded_with_tf32_are_not_reused_without_it():
+    """TF32 changes a GPU's moments beyond rounding, so it is part of a shard's id; the other settings stay equal."""
+    model = SimpleNamespace(weights={"state_sha256": "abc"})
+    stimuli = SimpleNamespace(digest=lambda: "def")
+    groupings = {"category": Grouping(np.array([0, 1, 1]), 2)}
+    stream = {"units": "element", "tokens": "all", "allow_tf32": False, "memory_format": "auto", "device": "cpu"}
+
+    def name(**changed) -> str:
+        return shard_id(pass_identity(model, stimuli, {"a": "a"}, groupings, {**stream, **changed}), 0, 3)
+
+    assert name(allow_tf32=True) != name() == name(memory_format="contiguous", device="cuda")
 
 
 def test_the_incremental_merger_builds_the_level_by_level_tree():

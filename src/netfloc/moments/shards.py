@@ -4,8 +4,9 @@ The unit of work is (model, image shard): images in ``StimulusSet.items()`` orde
 A shard's moments — every grouping of the pass, every layer — go to ``<id>.npz`` (float64) beside a manifest
 ``<id>.json`` with the image range, the counts and the npz's SHA-256; both are written under temporary names
 and renamed, so a killed process leaves either a complete shard or none. The id is a SHA-256 over everything
-that changes the moments: the model's weights hash, the stimulus digest, the shard's range, the layers, and
-the settings that shape units and groups (units, tokens, folds, permutations, seed, the pass's groupings).
+that changes the moments: the model's weights hash, the stimulus digest, the shard's range, the layers, the
+settings that shape units and groups (units, tokens, folds, permutations, seed, the pass's groupings) and
+whether TF32 is allowed.
 
 Merging is a fixed binary tree over shard indices ((0,1), (2,3), … then their results, and so on) with Chan
 et al.'s (1979) formula, so the merged bytes depend only on the shards, never on the order in which they

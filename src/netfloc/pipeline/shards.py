@@ -60,13 +60,16 @@ def shard_copies(n_images: int, plan: ShardPlan) -> int:
 def pass_identity(
     model: LoadedModel, stimuli: StimulusSet, layers: dict[str, str], groupings: dict[str, Grouping], stream: dict
 ) -> dict[str, Any]:
-    """Everything that changes a shard's moments (module docstring of :mod:`netfloc.moments.shards`)."""
+    """Everything that changes a shard's moments (module docstring of :mod:`netfloc.moments.shards`). TF32
+    counts (its 10-bit products change a GPU's moments by ≈ 1e-3, relative); the device and the memory format do
+    not (other kernels, float32 rounding only)."""
     return {
         "weights": model.weights.get("state_sha256"),
         "stimuli": stimuli.digest(),
         "layers": layers,
         "units": stream["units"],
         "tokens": stream["tokens"],
+        "allow_tf32": bool(stream["allow_tf32"]),
         "groupings": {name: [grouping.n_groups, grouping.labels.tolist()] for name, grouping in groupings.items()},
     }
 
