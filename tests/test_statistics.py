@@ -174,11 +174,18 @@ def test_csi_and_dprime_match_definitions(data):
 
 
 def test_descriptives_in_chunks_equal_the_whole_layer_functions(data, monkeypatch):
-    """Chunks of 7 units (the last one shorter), on every core, give exactly what the functions give on all units."""
+    """Chunks of 7 units (the last one shorter), on every core, give exactly what the functions give on all units,
+    degenerate units included (constant, all category means equal, one category silent)."""
     _, count, mean, m2 = data
+    mean, m2 = mean.copy(), m2.copy()
+    m2[:, 3] = 0.0  # constant within every category
+    mean[:, 9] = 1.5  # all category means equal: no preferred category, CSI and d′ 0
+    mean[:, 16], m2[:, 16] = 0.0, 0.0  # a dead unit
+    m2[0, 20] = 0.0  # one category without variance
     scale = unit_scale(mean)
     variance = sample_variance(count, mean, m2, scale)
     monkeypatch.setattr(selection, "CHUNK_UNITS", 7)
+    assert len(selection.unit_chunks(mean.shape[1])) > 2 and mean.shape[1] % 7
     found = descriptives(count, mean, m2, variance, scale)
     f, p = anova_oneway(count, mean, m2, variance)
     expected = {
@@ -188,9 +195,20 @@ def test_descriptives_in_chunks_equal_the_whole_layer_functions(data, monkeypatc
         "anova_f": f,
         "anova_p": p,
     }
-    assert mean.shape[1] % 7 and set(found) == set(expected)
+    assert set(found) == set(expected) and found["preferred"][9] == -1 and found["anova_p"][16] == 1.0
     for key, value in expected.items():
+        assert found[key].dtype == value.dtype and found[key].shape == value.shape, key
         np.testing.assert_array_equal(found[key], value, err_msg=key)
+
+
+def test_unit_chunks_cover_every_unit_once_and_give_every_core_work(monkeypatch):
+    monkeypatch.setattr(selection.os, "cpu_count", lambda: 16)
+    for units in (0, 1, 1023, 1024, 16384, 100352, 802816):
+        chunks = selection.unit_chunks(units)
+        covered = np.concatenate([np.arange(units)[chunk] for chunk in chunks]) if chunks else np.zeros(0)
+        np.testing.assert_array_equal(covered, np.arange(units))
+        assert all(chunk.stop - chunk.start <= selection.CHUNK_UNITS for chunk in chunks)
+    assert len(selection.unit_chunks(100352)) >= 16 and len(selection.unit_chunks(802816)) == 49
 
 
 def test_dead_and_constant_units_give_no_nan_no_warning_and_are_never_selective():

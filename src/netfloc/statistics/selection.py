@@ -9,6 +9,7 @@ other category j; under ``pooled`` when k beats all other categories' images poo
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -63,8 +64,15 @@ def dprime(
     return found
 
 
-#: Units per chunk of :func:`descriptives`: its K×chunk float64 temporaries stay in the cores' caches.
+#: Most units per chunk of :func:`descriptives`: its K×chunk float64 temporaries stay in the cores' caches.
 CHUNK_UNITS = 16384
+
+
+def unit_chunks(units: int) -> list[slice]:
+    """Slices covering ``range(units)``: :data:`CHUNK_UNITS` units each, or fewer (at least 1024) when that
+    leaves a core without a chunk."""
+    step = min(CHUNK_UNITS, max(1024, -(-units // (os.cpu_count() or 1))))
+    return [slice(start, start + step) for start in range(0, units, step)]
 
 
 def descriptives(
@@ -72,7 +80,7 @@ def descriptives(
 ) -> dict[str, np.ndarray]:
     """``csi``, ``dprime`` (K×U), ``preferred``, ``anova_f`` and ``anova_p`` (U,) of every unit, as
     :func:`csi`, :func:`dprime`, :func:`preferred_category` and :func:`anova_oneway` give them: each is per
-    unit, so they are computed :data:`CHUNK_UNITS` units at a time, the chunks on every core, and the
+    unit, so they are computed in chunks of units (:func:`unit_chunks`), the chunks on every core, and the
     temporaries are K×chunk arrays (memory holds little more than the results). ``variance``, ``scale``:
     :func:`sample_variance` and :func:`unit_scale` of the moments."""
     k, units = mean.shape
@@ -91,7 +99,7 @@ def descriptives(
         found["preferred"][chunk] = preferred_category(part_mean)
         found["anova_f"][chunk], found["anova_p"][chunk] = anova_oneway(count, part_mean, part_m2, part_variance)
 
-    parallel_map(fill, [slice(start, start + CHUNK_UNITS) for start in range(0, units, CHUNK_UNITS)])
+    parallel_map(fill, unit_chunks(units))
     return found
 
 
