@@ -15,7 +15,7 @@ defaults (what a hand-written loop gets: contiguous tensors). Printed ratios (th
 - peak RSS with 32 vs 128 images per category (192 vs 768 images): memory must not grow with images
 - ``--layers <first layer>`` / full bare forward: the forward pass stops after the deepest requested layer
 - ``--null 20 --cross-validate 5`` / plain run
-- statistics phase / recording phase (from run.json timings)
+- statistics phase / recording phase (from the fastest run's run.json timings)
 
     python benchmarks/bench_process.py [--model torchvision:resnet50:random] [--layers stages] [--repeats 2]
 
@@ -64,13 +64,19 @@ def fastest(runs: list[dict[str, float]]) -> dict[str, float]:
     return min(runs, key=lambda run: run["seconds"])
 
 
-def alternate(arms: list[tuple[list[str], dict[str, str]]], repeats: int) -> list[list[dict]]:
-    """The (command, env) arms run in turn, ``repeats`` rounds; every run of each arm, in round order."""
+def alternate(arms: list[tuple], repeats: int) -> list[list[dict]]:
+    """The (command, env[, read]) arms run in turn, ``repeats`` rounds; every run of each arm, in round order
+    (``read()``, called after each run of its arm, adds what that run wrote: its run.json timings)."""
     runs: list[list[dict]] = [[] for _ in arms]
     for _ in range(repeats):
-        for measured, (command, env) in zip(runs, arms, strict=True):
-            measured.append(timed(command, env))
+        for measured, (command, env, *read) in zip(runs, arms, strict=True):
+            measured.append(timed(command, env) | (read[0]() if read else {}))
     return runs
+
+
+def run_timings(out: Path) -> dict[str, dict[str, float]]:
+    """The phase timings a run wrote to ``out/run.json``."""
+    return {"timings_s": json.loads((out / "run.json").read_text())["models"][0]["timings_s"]}
 
 
 def round_ratios(numerator: list[dict], denominator: list[dict], key: str = "seconds") -> list[float]:
@@ -107,12 +113,13 @@ def main() -> None:
 
     bare = [sys.executable, str(REPO / "benchmarks" / "bare_forward.py"), "--model", args.model, "--stimuli", str(full)]
     same_settings = [*bare, "--pause-gc", "--memory-format", "auto"]
-    arms = [(same_settings, {}), (bare, {HUGE_PAGES: "0"}), (run(full, "plain", args.layers), {})]
+    plain_run = (run(full, "plain", args.layers), {}, lambda: run_timings(work / "plain"))
+    arms = [(same_settings, {}), (bare, {HUGE_PAGES: "0"}), plain_run]
     rounds = alternate(arms, args.repeats)
     bare_run, default_bare, plain = (fastest(runs) for runs in rounds)
     paired = round_ratios(rounds[2], rounds[0])
     paired_memory = round_ratios(rounds[2], rounds[0], "peak_gb")
-    timings = json.loads((work / "plain" / "run.json").read_text())["models"][0]["timings_s"]
+    timings = plain["timings_s"]  # of the fastest run
     shallow = fastest([timed(run(full, "first", args.first_layer)) for _ in range(args.repeats)])
     controls = timed(run(full, "controls", args.layers, "--null", "20", "--cross-validate", "5"))
     few, many = timed(run(small, "few", args.layers)), timed(run(large, "many", args.layers))
