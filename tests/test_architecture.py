@@ -3,6 +3,7 @@ light entry points (``import netfloc.statistics`` and ``import netfloc.cli`` nev
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,45 @@ def test_the_run_path_does_not_import_scipy_stats():
     code = "import sys, netfloc.cli, netfloc.pipeline; print('scipy.stats' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+RECORDING_IMPORTS = """
+import json
+import sys
+from pathlib import Path
+
+from netfloc import localize
+from netfloc.recording.hooks import LayerRecorder
+
+sys.path.insert(0, {tests!r})
+from planted_model import CATEGORIES, write_planted_stimuli
+
+loaded = []
+record = LayerRecorder.record
+
+
+def watched(self, batch):
+    loaded.append('pandas' in sys.modules)
+    return record(self, batch)
+
+
+LayerRecorder.record = watched
+stimuli = write_planted_stimuli(Path({tmp!r}) / "stimuli", per_category=4)
+localize({spec!r}, stimuli, layers=["units"], categories=CATEGORIES, out=Path({tmp!r}) / "run", progress=False)
+print(json.dumps({{'recording': loaded, 'end': 'pandas' in sys.modules}}))
+"""
+
+
+def test_a_run_records_without_pandas_imported(tmp_path):
+    """pandas (29 MiB) is imported after the recording, which sets a run's peak memory; the run still writes
+    its tables with it (the last value)."""
+    tests = Path(__file__).parent
+    code = RECORDING_IMPORTS.format(tests=str(tests), tmp=str(tmp_path), spec=f"{tests / 'planted_model.py'}:build")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = json.loads(done.stdout)
+    assert imported["recording"] and not any(imported["recording"])  # per batch, the probe's included
+    assert imported["end"] and (tmp_path / "run" / "selectivity.csv").exists()
 
 
 def test_help_is_instant_and_lists_every_command():

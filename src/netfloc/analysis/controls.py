@@ -32,8 +32,9 @@ not a fluctuation. Cells of one permutation share images, so the bounds are appr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 from scipy import special
 
 from netfloc.statistics import (
@@ -47,6 +48,10 @@ from netfloc.statistics import (
     sample_variance,
     selective_mask,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -228,6 +233,8 @@ def clopper_pearson(hits: int, n: int, confidence: float = 0.95) -> tuple[float,
 def null_summary(null: pd.DataFrame, alpha: float) -> pd.DataFrame:
     """Per model and layer, the family-wise rate of the null control and whether it significantly exceeds alpha
     (module docstring; columns :data:`NULL_SUMMARY_COLUMNS`)."""
+    import pandas as pd
+
     rows = []
     for (model, layer), cells in null.groupby(["model", "layer"], sort=False):
         hits, n = int((cells["n_selective"] > 0).sum()), len(cells)

@@ -13,9 +13,8 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 
 from netfloc.analysis.controls import crossval_rows, fold_selections, null_rows
@@ -32,6 +31,9 @@ from netfloc.recording.loader import probe_shapes, release_freed_memory, resolve
 from netfloc.results import LayerResult
 from netfloc.statistics import SelectivitySettings
 from netfloc.stimuli import StimulusSet
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class InlineExecutor(Executor):
@@ -193,6 +195,10 @@ def finish_model(
 ) -> tuple[list[LayerResult], dict[str, Any], dict[str, pd.DataFrame]]:
     """The model's layer results, run.json entry and run-level tables, once its statistics are done (and the
     consistency pass, which needs the selections, has run)."""
+    # imported here, as everywhere a run's tables are made: the recording, which sets a run's peak memory, runs
+    # without pandas (29 MiB)
+    import pandas as pd
+
     done = [job.result() for job in recording.jobs]
     results = [result for found in done for result in found.results]
     folds = {name: selections for found in done for name, selections in found.folds.items()}

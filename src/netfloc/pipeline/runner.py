@@ -12,12 +12,9 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from netfloc.analysis.controls import null_summary
-from netfloc.analysis.series import series_tables
 from netfloc.errors import NetflocError
 from netfloc.files import atomic_directory, check_destination, check_not_inside
 from netfloc.models.registry import labelled, random_spec
@@ -43,6 +40,9 @@ from netfloc.recording.loader import default_workers, resolve_device
 from netfloc.results import LayerResult, LocalizerResult
 from netfloc.results.run import results_folder_problem
 from netfloc.stimuli import StimulusSet, load_stimulus_set
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def localize(
@@ -183,6 +183,10 @@ def localize(
             pending = recording
         if pending is not None:
             collect(pending)
+    import pandas as pd  # after the recording (finish_model)
+
+    from netfloc.analysis.series import series_tables
+
     merged = {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
     if null:
         merged["null_summary"] = null_summary(merged["null"], alpha)

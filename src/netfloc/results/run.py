@@ -26,14 +26,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from netfloc.errors import NetflocError, first_line
 from netfloc.files import atomic_directory, is_staging
 from netfloc.parallel import parallel_map
 from netfloc.results.layer import LayerResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = 2
 SUMMARY_COLUMNS = [
@@ -80,12 +81,16 @@ def table_file(out: Path, name: str, source: Path | str = RUN_FILE) -> Path:
 
 def summary_frame(layers: list[LayerResult]) -> pd.DataFrame:
     """The ``selectivity.csv`` table of these layers."""
+    import pandas as pd
+
     rows = [row for layer in layers for row in layer.summary_rows()]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def read_table(path: Path, **options: Any) -> pd.DataFrame:
     """``pandas.read_csv(path, **options)``; a file that is not a readable CSV is a one-line error naming it."""
+    import pandas as pd
+
     try:
         return pd.read_csv(path, **options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as error:

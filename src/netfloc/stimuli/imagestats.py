@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from netfloc.errors import NetflocError
 from netfloc.parallel import parallel_map
 from netfloc.stimuli._common import read_pixels, to_dtype
 from netfloc.stimuli.measures import MEASURES, image_stats, luminance
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def category_image_stats(
@@ -25,6 +28,8 @@ def category_image_stats(
 
     ``std`` is the sample standard deviation (ddof = 1), NaN for a category with one image.
     """
+    import pandas as pd  # here: a run's recording goes without pandas (netfloc.pipeline.model_run.finish_model)
+
     measured = measured or {}
 
     def measures(path: Path) -> dict[str, float]:
