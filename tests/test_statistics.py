@@ -115,8 +115,9 @@ def scipy_pairwise(groups, test, method):
 
 @pytest.mark.parametrize("test", ["welch", "student"])
 @pytest.mark.parametrize("method", ["by", "bh"])
-def test_each_rule_matches_bruteforce(data, test, method):
+def test_each_rule_matches_bruteforce(data, test, method, monkeypatch):
     groups, count, mean, m2 = data
+    monkeypatch.setattr(selection, "CHUNK_UNITS", 7)  # the pairs' t and q are merged in chunks of units
     settings = SelectivitySettings(test=test, fdr=method, alpha=0.05, rule="each")
     found = selectivity(count, mean, m2, settings)
     t, q = scipy_pairwise(groups, test, method)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from netfloc.errors import NetflocError, first_line
+from netfloc.parallel import parallel_map
 from netfloc.recording.units import unit_count
 from netfloc.statistics import SelectivitySettings, sample_variance, selectivity
 
@@ -115,9 +116,13 @@ class LayerResult:
         """Statistics of one layer's accumulated (count, mean, m2) (see :mod:`netfloc.statistics`)."""
         count, mean, m2 = moments
         variance = sample_variance(count, mean, m2)
-        found = vars(selectivity(count, mean, m2, settings, variance))
-        found["std"] = np.sqrt(variance)
-        found["mean"] = mean
+        found = vars(selectivity(count, mean, m2, settings, variance)) | {"std": variance, "mean": mean}
+
+        def stored(key: str) -> np.ndarray:
+            if key == "std":  # the square root in float64, rounded as it is written: no float64 copy
+                return np.sqrt(variance, out=np.empty(variance.shape, ARRAY_DTYPES[key]), casting="same_kind")
+            return np.asarray(found[key], dtype=ARRAY_DTYPES[key])
+
         return cls(
             model=model,
             layer=layer,
@@ -126,7 +131,7 @@ class LayerResult:
             count=count.astype(np.int64),
             shape=tuple(shape),
             units=units,
-            **{key: np.asarray(value, dtype=ARRAY_DTYPES[key]) for key, value in found.items()},
+            **dict(zip(found, parallel_map(stored, found), strict=True)),  # the roundings on every core
         )
 
     @classmethod

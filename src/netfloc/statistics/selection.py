@@ -158,8 +158,8 @@ def pairwise_extremes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each k: min over j≠k of t_kj and max over j≠k of q_kj, with q from FDR over units per pair.
 
-    Each unordered pair is tested once (t_jk = −t_kj and q_jk = q_kj), the pairs on every core. ``variance``:
-    :func:`sample_variance` of the moments, if already computed.
+    Each unordered pair is tested once (t_jk = −t_kj and q_jk = q_kj), the pairs on every core, then merged in
+    chunks of units on every core. ``variance``: :func:`sample_variance` of the moments, if already computed.
     """
     k, units = mean.shape
     terms = GroupTerms(count, mean, m2, settings.test, variance)
@@ -168,13 +168,20 @@ def pairwise_extremes(
         t = terms.t(*pair)
         return t, fdr_q(t, partial(terms.df, *pair), settings.fdr)
 
-    t_min = np.full((k, units), np.inf)
-    q_max = np.zeros((k, units))
-    for (a, b), (t, q) in zip(_pairs(k), parallel_map(test, _pairs(k)), strict=True):
-        np.minimum(t_min[a], t, out=t_min[a])
-        np.minimum(t_min[b], -t, out=t_min[b])
-        np.maximum(q_max[a], q, out=q_max[a])
-        np.maximum(q_max[b], q, out=q_max[b])
+    tested = list(zip(_pairs(k), parallel_map(test, _pairs(k)), strict=True))
+    t_min, q_max = np.empty((k, units)), np.empty((k, units))
+
+    def merge(chunk: slice) -> None:
+        part_t, part_q = t_min[:, chunk], q_max[:, chunk]
+        part_t.fill(np.inf)
+        part_q.fill(0.0)
+        for (a, b), (t, q) in tested:
+            np.minimum(part_t[a], t[chunk], out=part_t[a])
+            np.minimum(part_t[b], np.negative(t[chunk]), out=part_t[b])
+            np.maximum(part_q[a], q[chunk], out=part_q[a])
+            np.maximum(part_q[b], q[chunk], out=part_q[b])
+
+    parallel_map(merge, unit_chunks(units))
     return t_min, q_max
 
 
