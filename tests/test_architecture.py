@@ -102,17 +102,19 @@ def test_the_run_path_does_not_import_scipy_stats():
 
 RECORDING_IMPORTS = """
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from netfloc import localize
+from netfloc.pipeline import runner
 from netfloc.recording.hooks import LayerRecorder
 
 sys.path.insert(0, {tests!r})
 from planted_model import CATEGORIES, write_planted_stimuli
 
-loaded = []
-record = LayerRecorder.record
+loaded, finished = [], []
+record, finish_model = LayerRecorder.record, runner.finish_model
 
 
 def watched(self, batch):
@@ -120,22 +122,32 @@ def watched(self, batch):
     return record(self, batch)
 
 
-LayerRecorder.record = watched
+def watched_finish(*args):
+    found = finish_model(*args)
+    finished.append('pandas' in sys.modules)
+    return found
+
+
+LayerRecorder.record, runner.finish_model = watched, watched_finish
 stimuli = write_planted_stimuli(Path({tmp!r}) / "stimuli", per_category=4)
-localize({spec!r}, stimuli, layers=["units"], categories=CATEGORIES, out=Path({tmp!r}) / "run", progress=False)
-print(json.dumps({{'recording': loaded, 'end': 'pandas' in sys.modules}}))
+copy = shutil.copy({tests!r} + "/planted_model.py", Path({tmp!r}) / "planted_copy.py")  # a second model
+models = [{tests!r} + "/planted_model.py:build", f"{{copy}}:build"]
+localize(models, stimuli, layers=["units"], categories=CATEGORIES, out=Path({tmp!r}) / "run", progress=False)
+print(json.dumps({{'recording': loaded, 'finished': finished, 'end': 'pandas' in sys.modules}}))
 """
 
 
 def test_a_run_records_without_pandas_imported(tmp_path):
-    """pandas (29 MiB) is imported after the recording, which sets a run's peak memory; the run still writes
+    """pandas (29 MiB) is imported after the recordings, which set a run's peak memory: not while any model
+    records, nor when a model is finished (while the next one records; here two models); the run still writes
     its tables with it (the last value)."""
     tests = Path(__file__).parent
-    code = RECORDING_IMPORTS.format(tests=str(tests), tmp=str(tmp_path), spec=f"{tests / 'planted_model.py'}:build")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    code = RECORDING_IMPORTS.format(tests=str(tests), tmp=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    imported = json.loads(done.stdout)
-    assert imported["recording"] and not any(imported["recording"])  # per batch, the probe's included
+    imported = json.loads(done.stdout.splitlines()[-1])
+    assert imported["recording"] and not any(imported["recording"])  # per batch, the probes' included
+    assert imported["finished"] == [False, False]
     assert imported["end"] and (tmp_path / "run" / "selectivity.csv").exists()
 
 

@@ -195,15 +195,15 @@ def finish_model(
 ) -> tuple[list[LayerResult], dict[str, Any], dict[str, pd.DataFrame]]:
     """The model's layer results, run.json entry and run-level tables, once its statistics are done (and the
     consistency pass, which needs the selections, has run)."""
-    # imported here, as everywhere a run's tables are made: the recording, which sets a run's peak memory, runs
-    # without pandas (29 MiB)
-    import pandas as pd
-
     done = [job.result() for job in recording.jobs]
     results = [result for found in done for result in found.results]
     folds = {name: selections for found in done for name, selections in found.folds.items()}
     tic = time.perf_counter()
     tables = {}
+    if options.cross_validate or options.null:
+        # imported here, as everywhere a run's tables are made: the recordings, which set a run's peak memory, run
+        # without pandas (29 MiB); a plain run's models (finished while the next one records) need none here
+        import pandas as pd
     if options.cross_validate:
         rows = [row for found in done for row in found.crossval]
         tables["crossval"] = pd.DataFrame(rows, columns=["model", "layer", "category", "measure", "value"])

@@ -116,7 +116,7 @@ class LayerResult:
         """Statistics of one layer's accumulated (count, mean, m2) (see :mod:`netfloc.statistics`)."""
         count, mean, m2 = moments
         variance = sample_variance(count, mean, m2)
-        found = vars(selectivity(count, mean, m2, settings, variance)) | {"std": variance, "mean": mean}
+        found = vars(selectivity(count, mean, m2, settings, variance)) | {"mean": mean}
 
         def stored(key: str) -> np.ndarray:
             if key == "std":  # the square root in float64, rounded as it is written: no float64 copy
@@ -131,7 +131,7 @@ class LayerResult:
             count=count.astype(np.int64),
             shape=tuple(shape),
             units=units,
-            **dict(zip(found, parallel_map(stored, found), strict=True)),  # the roundings on every core
+            **dict(zip(ARRAY_DTYPES, parallel_map(stored, ARRAY_DTYPES), strict=True)),  # roundings on every core
         )
 
     @classmethod
