@@ -22,12 +22,12 @@ def pause_garbage_collection() -> None:
     """Skip the cyclic garbage collections that would only walk the modules a command imports, which live as long as
     the process: the collector pauses until the command's imports are done (:func:`user_errors` then freezes every
     object there is, so later collections never walk them, and resumes it), and at exit everything is frozen so that
-    the interpreter's final collections skip it too (``gc.freeze``). torch, torchvision, scipy and pandas left ≈
-    330,000 tracked objects (pandas is now imported after a run's recordings, not up front); on ResNet-50 runs (2
-    cores) their six full collections during the imports took ≈ 1 s and those at exit ≈ 1.5 s. For the ``netfloc``
-    script only (:func:`netfloc.cli.main`). Objects in reference cycles at exit are then left to the operating
-    system, never finalised: every file netfloc writes is closed inside its command (context managers, atomic
-    folders), none is left to a finaliser."""
+    the interpreter's final collections skip it too (``gc.freeze``). torch, torchvision, scipy and pandas left
+    ≈ 330,000 tracked objects when all were imported up front (a run now imports pandas after its recordings); on
+    ResNet-50 runs (2 cores) their six full collections during the imports took ≈ 1 s and those at exit ≈ 1.5 s. For
+    the ``netfloc`` script only (:func:`netfloc.cli.main`). Objects in reference cycles at exit are then left to the
+    operating system, never finalised: every file netfloc writes is closed inside its command (context managers,
+    atomic folders), none is left to a finaliser."""
     global _collection_paused
     _collection_paused = True
     gc.disable()

@@ -201,14 +201,13 @@ def finish_model(
     tic = time.perf_counter()
     tables = {}
     if options.cross_validate or options.null:
-        # imported here, as everywhere a run's tables are made: the recordings, which set a run's peak memory, run
-        # without pandas (29 MiB); a plain run's models (finished while the next one records) need none here
-        import pandas as pd
-    if options.cross_validate:
-        rows = [row for found in done for row in found.crossval]
-        tables["crossval"] = pd.DataFrame(rows, columns=["model", "layer", "category", "measure", "value"])
-    if options.null:
-        tables["null"] = pd.DataFrame([row for found in done for row in found.null])
+        import pandas as pd  # only for these tables (netfloc.pipeline.runner: the recordings go without pandas)
+
+        if options.cross_validate:
+            rows = [row for found in done for row in found.crossval]
+            tables["crossval"] = pd.DataFrame(rows, columns=["model", "layer", "category", "measure", "value"])
+        if options.null:
+            tables["null"] = pd.DataFrame([row for found in done for row in found.null])
     if options.consistency:
         # imported here: the RDMs need scipy.stats (≈ 1 s and 50 MB to import), which a run without them skips
         from netfloc.analysis.consistency import layer_consistency

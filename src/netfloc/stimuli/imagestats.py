@@ -28,7 +28,7 @@ def category_image_stats(
 
     ``std`` is the sample standard deviation (ddof = 1), NaN for a category with one image.
     """
-    import pandas as pd  # here: a run's recording goes without pandas (netfloc.pipeline.model_run.finish_model)
+    import pandas as pd  # here, not at import: a run's recordings go without pandas (netfloc.pipeline.runner)
 
     measured = measured or {}
 
