@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from netfloc.moments.accumulator import MomentAccumulator
+from netfloc.moments.accumulator import MomentAccumulator, UpcastBuffer
 
 
 def feed(values: np.ndarray, labels: np.ndarray, groups: int, batch: int) -> MomentAccumulator:
@@ -32,6 +32,25 @@ def test_disjoint_accumulators_merge_into_the_one_pass_result():
         rows = reference[labels == k]
         np.testing.assert_allclose(merged.mean[k].numpy(), rows.mean(axis=0), rtol=1e-12)
         np.testing.assert_allclose(merged.m2[k].numpy(), ((rows - rows.mean(axis=0)) ** 2).sum(axis=0), rtol=1e-10)
+
+
+def test_accumulators_sharing_one_upcast_buffer_keep_their_own_sums(monkeypatch):
+    """The layers of a pass share one buffer and update in turn, with chunks of different widths."""
+    monkeypatch.setattr("netfloc.moments.accumulator.BUFFER_VALUES", 8)  # chunks of 1024 units: several per layer
+    rng = np.random.default_rng(3)
+    wide, narrow = rng.normal(5.0, 2.0, (24, 2500)), rng.normal(-1.0, 0.5, (24, 700))
+    labels = rng.integers(0, 3, 24)
+    buffer = UpcastBuffer()
+    shared = [MomentAccumulator(3, values.shape[1], buffer=buffer) for values in (wide, narrow)]
+    for start in range(0, 24, 5):
+        for accumulator, values in zip(shared, (wide, narrow), strict=True):
+            accumulator.update(torch.from_numpy(values[start : start + 5]), labels[start : start + 5])
+    for accumulator, values in zip(shared, (wide, narrow), strict=True):
+        for k in range(3):
+            rows = values[labels == k]
+            m2 = ((rows - rows.mean(axis=0)) ** 2).sum(axis=0)
+            np.testing.assert_allclose(accumulator.mean[k].numpy(), rows.mean(axis=0), rtol=1e-12)
+            np.testing.assert_allclose(accumulator.m2[k].numpy(), m2, rtol=1e-10)
 
 
 def test_merge_with_empty_groups_and_save_load_round_trip(tmp_path):

@@ -70,7 +70,8 @@ def test_memory_plan_counts_every_grouping():
     groupings = {"category": Grouping(np.zeros(4, int), 6), "folds": Grouping(np.zeros(4, int), 30)}
     groupings |= {f"null{i}": Grouping(np.zeros(4, int), 6) for i in range(100)}
     units = {"a": 1000, "b": 10}
-    expected = (6 + 30 + 600) * (16 * 1010 + 8 * 2) + 8 * 1010 + 8 * 32 * 1010
+    shared_buffer = 8 * 32 * 1000  # one upcast buffer for both layers, as wide as the wider one's chunk
+    expected = (6 + 30 + 600) * (16 * 1010 + 8 * 2) + 8 * 1010 + shared_buffer
     assert moments_bytes(units, groupings, 32) == expected
 
 

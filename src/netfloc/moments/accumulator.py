@@ -12,8 +12,9 @@ g; an image belongs to one group of every grouping, so groupings stack as column
 Q += Aᵀ(X − K)², float64 matrix products accumulated in place per chunk of units. They cover only the rows
 of the groups present in the batch (:func:`present_blocks`: at most :data:`MAX_BLOCKS` runs of consecutive
 groups, else all rows; stimuli in category order make most batches one category). The float32 batch is upcast
-``chunk_units(B)`` units at a time into one reused buffer (≈ 2 MB), so no B×U float64 copy exists, nothing is
-allocated per batch, no Python loop runs over single groups, and nothing is read back from the device.
+``chunk_units(B)`` units at a time into one reused :class:`UpcastBuffer` (2 MiB; the accumulators of a pass share
+one), so no B×U float64 copy exists, nothing is allocated per batch, no Python loop runs over single groups, and
+nothing is read back from the device.
 Relative rounding error of m2 grows like ε·(1 + (mean − K)²/σ²) — the same conditioning as Welford's or
 Chan's per-batch merges with a batch shift.
 
@@ -59,11 +60,30 @@ def present_blocks(members: np.ndarray) -> list[slice]:
     return blocks if len(blocks) <= MAX_BLOCKS else [slice(0, members.shape[1])]
 
 
+class UpcastBuffer:
+    """One float64 buffer, reused for the upcast chunks of every batch (module docstring); accumulators that
+    update one at a time (the layers of one forward pass) can share it."""
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self._values: torch.Tensor | None = None
+
+    def matrix(self, rows: int, columns: int) -> torch.Tensor:
+        """A rows×columns float64 view of the buffer, which grows when it is too small."""
+        size = rows * columns
+        if self._values is None or self._values.numel() < size:
+            self._values = torch.empty(size, dtype=torch.float64, device=self.device)
+        return self._values[:size].view(rows, columns)
+
+
 class MomentAccumulator:
     """Per-group, per-unit count (host) and shifted sums S, Q (float64, on one device); see the module
-    docstring. ``moments()`` gives (count, mean, m2); ``finish()`` turns the sums into them in place."""
+    docstring. ``moments()`` gives (count, mean, m2); ``finish()`` turns the sums into them in place.
+    ``buffer``: an :class:`UpcastBuffer` on the same device shared with other accumulators (default: its own)."""
 
-    def __init__(self, n_groups: int, n_units: int, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, n_groups: int, n_units: int, device: torch.device | str = "cpu", buffer: UpcastBuffer | None = None
+    ) -> None:
         self.n_groups = n_groups
         self.n_units = n_units
         self.count = np.zeros(n_groups)
@@ -72,7 +92,7 @@ class MomentAccumulator:
         self.reference = torch.zeros(n_units, dtype=torch.float64, device=device)
         self._referenced = False
         self._finished = False
-        self._buffer: torch.Tensor | None = None
+        self._buffer: UpcastBuffer | None = buffer or UpcastBuffer(self.sums.device)
 
     @property
     def device(self) -> torch.device:
@@ -109,13 +129,9 @@ class MomentAccumulator:
     def _shifted_chunks(self, values: torch.Tensor):
         """(slice, B×C float64 view of values[:, slice] − K[slice]) over all units, in the reused buffer."""
         step = chunk_units(values.shape[0])
-        size = values.shape[0] * min(step, self.n_units)
-        if self._buffer is None or self._buffer.numel() < size:
-            self._buffer = torch.empty(size, dtype=torch.float64, device=self.device)
         for start in range(0, self.n_units, step):
             chunk = slice(start, min(start + step, self.n_units))
-            width = chunk.stop - chunk.start
-            shifted = self._buffer[: values.shape[0] * width].view(values.shape[0], width)
+            shifted = self._buffer.matrix(values.shape[0], chunk.stop - chunk.start)
             shifted.copy_(values[:, chunk], non_blocking=True).sub_(self.reference[chunk])  # no float64 temporary
             yield chunk, shifted
 

@@ -7,7 +7,7 @@ while the output is still the forward pass's own tensor: recording holds no copy
 
 Memory is planned before the first batch: per layer, each group holds two float64 sums, i.e.
 (1 + F + P)·K·U·16 bytes for K categories, F folds (as K·F groups) and P permutations, plus one float64
-upcast buffer per layer (≤ 2 MiB). When the permutations do not fit the memory budget, they are spread over
+upcast buffer that the layers share (≤ 2 MiB). When the permutations do not fit the memory budget, they are spread over
 several passes over the images (:func:`plan_passes`); the categories and folds always come in the first pass.
 """
 
@@ -23,7 +23,7 @@ import torch
 
 from netfloc.errors import NetflocError
 from netfloc.models import LoadedModel
-from netfloc.moments.accumulator import MomentAccumulator, chunk_units, membership
+from netfloc.moments.accumulator import MomentAccumulator, UpcastBuffer, chunk_units, membership
 from netfloc.moments.groupings import Grouping, category_grouping
 from netfloc.recording.layouts import TokensName, UnitOrder, UnitsName, channel_major_units
 from netfloc.recording.loader import MemoryFormatName, forward, hooked_batches, release_freed_memory
@@ -41,11 +41,11 @@ SHRINK_OPTIONS = (
 
 def moments_bytes(units: dict[str, int], groupings: dict[str, Grouping], batch_size: int, copies: int = 1) -> int:
     """Bytes the accumulators of ``groupings`` (``copies`` sets of them: a sharded pass also holds partial
-    merges) and their upcast buffers for batches of ``batch_size`` take (module docstring)."""
+    merges) and their shared upcast buffer for batches of ``batch_size`` take (module docstring)."""
     groups = sum(grouping.n_groups for grouping in groupings.values())
     accumulators = copies * sum(groups * (16 * n + 8) + 8 * n for n in units.values())
-    buffers = sum(8 * batch_size * min(n, chunk_units(batch_size)) for n in units.values())
-    return accumulators + buffers
+    buffer = 8 * batch_size * min(max(units.values(), default=0), chunk_units(batch_size))
+    return accumulators + buffer
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -160,6 +160,7 @@ class _AccumulatingSink:
             [membership(grouping.labels, grouping.n_groups) for grouping in groupings.values()], axis=1
         )
         self.device = device
+        self.buffer = UpcastBuffer(device)  # the layers' updates run one at a time
         self.accumulators: dict[str, MomentAccumulator] = {}
         self.finite = FiniteCheck(model, stimuli)
         self.rows = self.members[:0]
@@ -170,7 +171,8 @@ class _AccumulatingSink:
 
     def __call__(self, layer: str, values: torch.Tensor) -> None:
         if layer not in self.accumulators:
-            self.accumulators[layer] = MomentAccumulator(self.members.shape[1], values.shape[1], self.device)
+            groups = self.members.shape[1]
+            self.accumulators[layer] = MomentAccumulator(groups, values.shape[1], self.device, self.buffer)
         image_sums = self.accumulators[layer].update_members(values, self.rows)
         self.finite.add(layer, image_sums, self.indices)
 
