@@ -35,17 +35,18 @@ def test_disjoint_accumulators_merge_into_the_one_pass_result():
 
 
 def test_accumulators_sharing_one_upcast_buffer_keep_their_own_sums(monkeypatch):
-    """The layers of a pass share one buffer and update in turn, with chunks of different widths."""
-    monkeypatch.setattr("netfloc.moments.accumulator.BUFFER_VALUES", 8)  # chunks of 1024 units: several per layer
+    """The layers of a pass share one buffer and update in turn, with chunks of different widths (the narrow
+    layer first, so the buffer grows at the wide one's first chunk)."""
+    monkeypatch.setattr("netfloc.moments.accumulator.BUFFER_VALUES", 8)  # chunks of 1024 units: 3 for the wide layer
     rng = np.random.default_rng(3)
     wide, narrow = rng.normal(5.0, 2.0, (24, 2500)), rng.normal(-1.0, 0.5, (24, 700))
     labels = rng.integers(0, 3, 24)
     buffer = UpcastBuffer()
-    shared = [MomentAccumulator(3, values.shape[1], buffer=buffer) for values in (wide, narrow)]
+    shared = [MomentAccumulator(3, values.shape[1], buffer=buffer) for values in (narrow, wide)]
     for start in range(0, 24, 5):
-        for accumulator, values in zip(shared, (wide, narrow), strict=True):
+        for accumulator, values in zip(shared, (narrow, wide), strict=True):
             accumulator.update(torch.from_numpy(values[start : start + 5]), labels[start : start + 5])
-    for accumulator, values in zip(shared, (wide, narrow), strict=True):
+    for accumulator, values in zip(shared, (narrow, wide), strict=True):
         for k in range(3):
             rows = values[labels == k]
             m2 = ((rows - rows.mean(axis=0)) ** 2).sum(axis=0)

@@ -12,6 +12,7 @@ from torch import nn
 from netfloc.analysis.lesion import LesionTarget, lesioned
 from netfloc.errors import NetflocError
 from netfloc.models.base import LoadedModel
+from netfloc.moments.accumulator import UpcastBuffer
 from netfloc.moments.groupings import category_grouping
 from netfloc.moments.stream import record_moments
 from netfloc.recording.hooks import LayerRecorder
@@ -135,6 +136,14 @@ def test_channels_last_moments_are_channel_major_and_equal_a_float64_reference(s
     for name in layers:
         np.testing.assert_allclose(contiguous["category"][name][1], moments["category"][name][1], rtol=1e-4, atol=1e-5)
     assert shapes == {"conv": (5, 12, 10), "block": (5, 12, 10)}
+
+
+def test_the_layers_of_a_pass_share_one_upcast_buffer(stimuli, monkeypatch):
+    used = set()
+    matrix = UpcastBuffer.matrix
+    monkeypatch.setattr(UpcastBuffer, "matrix", lambda self, *shape: used.add(id(self)) or matrix(self, *shape))
+    record_moments(small_model(), {"conv": "conv", "block": "block"}, stimuli, batch_size=3, progress=False)
+    assert len(used) == 1
 
 
 def test_auto_picks_channels_last_for_convolutional_networks_on_the_cpu():

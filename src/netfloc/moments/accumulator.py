@@ -12,9 +12,9 @@ g; an image belongs to one group of every grouping, so groupings stack as column
 Q += Aᵀ(X − K)², float64 matrix products accumulated in place per chunk of units. They cover only the rows
 of the groups present in the batch (:func:`present_blocks`: at most :data:`MAX_BLOCKS` runs of consecutive
 groups, else all rows; stimuli in category order make most batches one category). The float32 batch is upcast
-``chunk_units(B)`` units at a time into one reused :class:`UpcastBuffer` (2 MiB; the accumulators of a pass share
-one), so no B×U float64 copy exists, nothing is allocated per batch, no Python loop runs over single groups, and
-nothing is read back from the device.
+``chunk_units(B)`` units at a time into one reused :class:`UpcastBuffer` (2 MiB for batches of up to 256 images;
+the accumulators of a pass share one), so no B×U float64 copy exists, nothing is allocated per batch, no Python
+loop runs over single groups, and nothing is read back from the device.
 Relative rounding error of m2 grows like ε·(1 + (mean − K)²/σ²) — the same conditioning as Welford's or
 Chan's per-batch merges with a batch shift.
 
@@ -25,6 +25,7 @@ Chan et al.'s (1979) pairwise formula written for shifted sums: S += n_b(mean_b 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,10 @@ class UpcastBuffer:
         self._values: torch.Tensor | None = None
 
     def matrix(self, rows: int, columns: int) -> torch.Tensor:
-        """A rows×columns float64 view of the buffer, which grows when it is too small."""
+        """A rows×columns float64 view of the buffer, which grows when it is too small; valid until the next call."""
         size = rows * columns
         if self._values is None or self._values.numel() < size:
+            self._values = None  # the old buffer is freed before the new one is allocated
             self._values = torch.empty(size, dtype=torch.float64, device=self.device)
         return self._values[:size].view(rows, columns)
 
@@ -92,7 +94,9 @@ class MomentAccumulator:
         self.reference = torch.zeros(n_units, dtype=torch.float64, device=device)
         self._referenced = False
         self._finished = False
-        self._buffer: UpcastBuffer | None = buffer or UpcastBuffer(self.sums.device)
+        self._buffer = buffer if buffer is not None else UpcastBuffer(self.sums.device)
+        if self._buffer.device.type != self.sums.device.type:
+            raise ValueError(f"the upcast buffer is on {self._buffer.device}, the accumulator on {self.sums.device}")
 
     @property
     def device(self) -> torch.device:
@@ -126,7 +130,7 @@ class MomentAccumulator:
         self.count = self.count + members.sum(axis=0)
         return image_sums
 
-    def _shifted_chunks(self, values: torch.Tensor):
+    def _shifted_chunks(self, values: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
         """(slice, B×C float64 view of values[:, slice] − K[slice]) over all units, in the reused buffer."""
         step = chunk_units(values.shape[0])
         for start in range(0, self.n_units, step):
@@ -172,7 +176,7 @@ class MomentAccumulator:
                 sums, squares = self.sums[:, start : start + step], self.squares[:, start : start + step]
                 squares.sub_(sums.square() * inverse).clamp_(min=0.0)
                 sums.mul_(inverse).add_(self.reference[start : start + step]).masked_fill_(empty, 0.0)
-            self._finished, self._buffer = True, None
+            self._finished = True
         return self.count.copy(), self.sums.cpu().numpy(), self.squares.cpu().numpy()
 
     @property

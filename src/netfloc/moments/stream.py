@@ -7,8 +7,9 @@ while the output is still the forward pass's own tensor: recording holds no copy
 
 Memory is planned before the first batch: per layer, each group holds two float64 sums, i.e.
 (1 + F + P)·K·U·16 bytes for K categories, F folds (as K·F groups) and P permutations, plus one float64
-upcast buffer that the layers share (≤ 2 MiB). When the permutations do not fit the memory budget, they are spread over
-several passes over the images (:func:`plan_passes`); the categories and folds always come in the first pass.
+upcast buffer that the layers share (2 MiB for batches of up to 256). When the permutations do not fit the
+memory budget, they are spread over several passes over the images (:func:`plan_passes`); the categories and
+folds always come in the first pass.
 """
 
 from __future__ import annotations
