@@ -6,10 +6,11 @@ preprocessing and data loading, no hooks). The arms alternate ``--repeats`` time
 counts, which damps the noise of a shared machine; the ratios of the runs of one round (neighbours in time)
 are printed too, with their medians (time and peak RSS), since a shared machine's speed drifts by ±10% over
 minutes and the bare forward's peak by ±5%. The bare forward runs twice per round: with the process settings
-of the ``netfloc`` script (torch's huge-page allocations, ``THP_MEM_ALLOC_ENABLE=1``, no garbage collection
-during the imports and at exit, ``--pause-gc``, and the memory format netfloc chooses, ``--memory-format auto``:
-channels-last for a CNN on the CPU; the ratio to it is netfloc's overhead), and with PyTorch's and Python's
-defaults (what a hand-written loop gets: contiguous tensors). Printed ratios (the table of issue 10):
+of the ``netfloc`` script (no garbage collection during the imports and at exit, ``--pause-gc``; the memory
+format netfloc chooses, ``--memory-format auto``: channels-last for a CNN on the CPU; glibc keeping freed blocks
+for the next batch, ``--reuse-freed-memory``; the ratio to it is netfloc's overhead), and with PyTorch's,
+Python's and glibc's defaults (what a hand-written loop gets: contiguous tensors, fresh pages every batch).
+Printed ratios (the table of issue 10):
 
 - run / bare forward (time) and peak RSS / the bare forward's, against both bare forwards
 - peak RSS with 32 vs 128 images per category (192 vs 768 images): memory must not grow with images
@@ -38,21 +39,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FLOC = REPO.parent / "shared" / "stimuli" / "floc"
 NETFLOC = [sys.executable, "-c", "from netfloc.cli import main; main()"]
-#: netfloc's CLI turns torch's huge-page allocations on (netfloc.cli.HUGE_PAGES_VARIABLE) and pauses garbage
-#: collection while it imports (netfloc.cli.common.pause_garbage_collection); the bare forward runs with the same
-#: settings (netfloc's overhead) and with PyTorch's and Python's defaults (what a hand-written loop gets).
+#: torch's huge-page allocations (off by default): every arm runs without them, whatever our environment holds.
 HUGE_PAGES = "THP_MEM_ALLOC_ENABLE"
 
 
-def timed(command: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
-    """Wall seconds and peak RSS (GB) of one process, measured by /usr/bin/time (``env`` added to ours; huge
-    pages on unless ``env`` says otherwise, whatever the caller's environment holds)."""
+def timed(command: list[str]) -> dict[str, float]:
+    """Wall seconds and peak RSS (GB) of one process, measured by /usr/bin/time (our environment, without
+    :data:`HUGE_PAGES`)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         done = subprocess.run(
             ["/usr/bin/time", "-f", "%e %M", "-o", report.name, *command],
             capture_output=True,
             text=True,
-            env={**os.environ, HUGE_PAGES: "1", **(env or {})},
+            env={name: value for name, value in os.environ.items() if name != HUGE_PAGES},
         )
         if done.returncode != 0:
             raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-2000:]}")
@@ -65,12 +64,12 @@ def fastest(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def alternate(arms: list[tuple], repeats: int) -> list[list[dict]]:
-    """The (command, env[, read]) arms run in turn, ``repeats`` rounds; every run of each arm, in round order
+    """The (command[, read]) arms run in turn, ``repeats`` rounds; every run of each arm, in round order
     (``read()``, called after each run of its arm, adds what that run wrote: its run.json timings)."""
     runs: list[list[dict]] = [[] for _ in arms]
     for _ in range(repeats):
-        for measured, (command, env, *read) in zip(runs, arms, strict=True):
-            measured.append(timed(command, env) | (read[0]() if read else {}))
+        for measured, (command, *read) in zip(runs, arms, strict=True):
+            measured.append(timed(command) | (read[0]() if read else {}))
     return runs
 
 
@@ -112,9 +111,9 @@ def main() -> None:
         return [*NETFLOC, "run", "--model", args.model, "--stimuli", str(stimuli), "--layers", layers, *out, *extra]
 
     bare = [sys.executable, str(REPO / "benchmarks" / "bare_forward.py"), "--model", args.model, "--stimuli", str(full)]
-    same_settings = [*bare, "--pause-gc", "--memory-format", "auto"]
-    plain_run = (run(full, "plain", args.layers), {}, lambda: run_timings(work / "plain"))
-    arms = [(same_settings, {}), (bare, {HUGE_PAGES: "0"}), plain_run]
+    same_settings = [*bare, "--pause-gc", "--memory-format", "auto", "--reuse-freed-memory"]
+    plain_run = (run(full, "plain", args.layers), lambda: run_timings(work / "plain"))
+    arms = [(same_settings,), (bare,), plain_run]
     rounds = alternate(arms, args.repeats)
     bare_run, default_bare, plain = (fastest(runs) for runs in rounds)
     paired = round_ratios(rounds[2], rounds[0])

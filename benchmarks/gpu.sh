@@ -18,9 +18,9 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 seconds() { /usr/bin/time -f "%e" -o "$CACHE/time" "$@" >/dev/null 2>"$CACHE/log" || { cat "$CACHE/log"; exit 1; }; cat "$CACHE/time"; }
 best_bare=999999; best_run=999999
 for repeat in 1 2; do
-  # the bare forward gets the process settings of the netfloc script: huge pages (netfloc.cli.HUGE_PAGES_VARIABLE)
-  # its garbage-collection pause (netfloc.cli.common.pause_garbage_collection) and its memory format
-  bare=$(THP_MEM_ALLOC_ENABLE=1 seconds python benchmarks/bare_forward.py --model "$MODEL" --stimuli "$STIMULI" \
+  # the bare forward gets the process settings of the netfloc script: its garbage-collection pause
+  # (netfloc.cli.common.pause_garbage_collection) and its memory format
+  bare=$(seconds python benchmarks/bare_forward.py --model "$MODEL" --stimuli "$STIMULI" \
          --device cuda --workers "$WORKERS" --pause-gc --memory-format auto)
   run=$(seconds netfloc run --model "$MODEL" --stimuli "$STIMULI" --layers stages --device cuda --workers "$WORKERS" \
         --out "$CACHE/run" --force --no-report)

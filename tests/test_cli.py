@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -243,19 +242,6 @@ def test_config_paths_are_relative_to_the_config_file(tmp_path, stimuli, monkeyp
     result = invoke("run", "--config", "study/netfloc.toml", "--no-report")
     assert result.exit_code == 0, result.output
     assert (study / "results" / "run.json").is_file()
-
-
-def test_main_turns_on_huge_pages_unless_the_user_chose(monkeypatch):
-    """The netfloc script asks torch for huge-page allocations (THP_MEM_ALLOC_ENABLE=1) before torch is
-    imported; a value the user set is kept."""
-    seen = []
-    monkeypatch.setattr(cli, "app", lambda: seen.append(os.environ.get(cli.HUGE_PAGES_VARIABLE)))
-    monkeypatch.setattr(cli, "pause_garbage_collection", lambda: None)
-    monkeypatch.delenv(cli.HUGE_PAGES_VARIABLE, raising=False)
-    cli.main()
-    monkeypatch.setenv(cli.HUGE_PAGES_VARIABLE, "0")
-    cli.main()
-    assert seen == ["1", "0"]
 
 
 def test_the_script_collects_no_garbage_while_a_command_imports(monkeypatch):

@@ -15,6 +15,7 @@ from netfloc.models.base import LoadedModel
 from netfloc.moments.accumulator import UpcastBuffer
 from netfloc.moments.groupings import category_grouping
 from netfloc.moments.stream import record_moments
+from netfloc.recording import allocator
 from netfloc.recording.hooks import LayerRecorder
 from netfloc.recording.layouts import channel_major_units, memory_order
 from netfloc.recording.loader import hooked_batches, resolve_memory_format
@@ -144,6 +145,27 @@ def test_the_layers_of_a_pass_share_one_upcast_buffer(stimuli, monkeypatch):
     monkeypatch.setattr(UpcastBuffer, "matrix", lambda self, *shape: used.add(id(self)) or matrix(self, *shape))
     record_moments(small_model(), {"conv": "conv", "block": "block"}, stimuli, batch_size=3, progress=False)
     assert len(used) == 1
+
+
+def test_the_recording_pass_and_each_layers_statistics_reuse_freed_memory(stimuli, monkeypatch):
+    """Every forward hook of a CPU pass and every layer's statistics run inside reuse_freed_memory (fails when
+    either is outside it), and none is left open after them."""
+    from netfloc.pipeline import model_run
+    from netfloc.pipeline.options import RunOptions
+    from netfloc.statistics import SelectivitySettings
+
+    seen = []
+    model = small_model()
+    model.module.conv.register_forward_hook(lambda *_: seen.append(("forward", allocator._open_contexts)))
+    from_moments = model_run.LayerResult.from_moments
+    statistics = lambda *args: seen.append(("statistics", allocator._open_contexts)) or from_moments(*args)  # noqa: E731
+    monkeypatch.setattr(model_run.LayerResult, "from_moments", statistics)
+    layers = {"conv": "conv", "block": "block"}
+    moments, shapes, _ = record_moments(model, layers, stimuli, batch_size=3, progress=False)
+    settings = SelectivitySettings()
+    model_run.pass_statistics("small", layers, stimuli.categories, shapes, moments, settings, RunOptions(), False)
+    assert [kind for kind, _ in seen] == ["forward"] * 4 + ["statistics"] * 2
+    assert all(depth > 0 for _, depth in seen) and allocator._open_contexts == 0
 
 
 def test_auto_picks_channels_last_for_convolutional_networks_on_the_cpu():

@@ -6,7 +6,6 @@ Heavy modules (torch, the model zoo, pandas, matplotlib) are imported inside the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -345,18 +344,8 @@ def models() -> None:
         )
 
 
-#: PyTorch's CPU allocator backs allocations of 2 MB and more with transparent huge pages when this variable is
-#: 1 (read once, at torch's first allocation; Linux only). A forward pass allocates and frees its activations
-#: every batch; with 4 KB pages each 100 MB activation costs ~25,000 page faults. Measured on ResNet-50, batch
-#: 32, 2 cores, 192 images: bare forward 43 s → 34 s, kernel time 24 s → 9 s, peak memory unchanged (README,
-#: Benchmarks).
-HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"
-
-
 def main() -> None:
-    """Entry point of the ``netfloc`` script. Turns on huge pages for torch's CPU allocations unless the user set
-    ``THP_MEM_ALLOC_ENABLE`` (``=0`` opts out; torch is not imported yet at this point) and skips the garbage
-    collections that would only walk the imported modules (:func:`netfloc.cli.common.pause_garbage_collection`)."""
-    os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
+    """Entry point of the ``netfloc`` script: skips the garbage collections that would only walk the imported
+    modules (:func:`netfloc.cli.common.pause_garbage_collection`)."""
     pause_garbage_collection()
     app()

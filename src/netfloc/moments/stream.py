@@ -26,8 +26,9 @@ from netfloc.errors import NetflocError
 from netfloc.models import LoadedModel
 from netfloc.moments.accumulator import MomentAccumulator, UpcastBuffer, chunk_units, membership
 from netfloc.moments.groupings import Grouping, category_grouping
+from netfloc.recording.allocator import release_freed_memory
 from netfloc.recording.layouts import TokensName, UnitOrder, UnitsName, channel_major_units
-from netfloc.recording.loader import MemoryFormatName, forward, hooked_batches, release_freed_memory
+from netfloc.recording.loader import MemoryFormatName, forward, hooked_batches
 from netfloc.recording.units import unit_count
 from netfloc.stimuli import StimulusSet
 

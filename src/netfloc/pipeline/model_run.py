@@ -26,8 +26,9 @@ from netfloc.pipeline.options import RunOptions
 from netfloc.pipeline.ray_executor import RayOptions, record_pass_ray, start_ray
 from netfloc.pipeline.shards import ShardLedger, ShardPlan, record_pass, shard_copies
 from netfloc.progress import track
+from netfloc.recording.allocator import reuse_freed_memory
 from netfloc.recording.layers import expand_layers
-from netfloc.recording.loader import probe_shapes, release_freed_memory, resolve_memory_format
+from netfloc.recording.loader import probe_shapes, resolve_memory_format
 from netfloc.results import LayerResult
 from netfloc.statistics import SelectivitySettings
 from netfloc.stimuli import StimulusSet
@@ -170,22 +171,23 @@ def pass_statistics(
     progress: bool,
 ) -> PassStatistics:
     """Layer results, cross-validation and null rows of one pass's moments (each layer's moments are dropped
-    once used, and the memory they and the layer's temporaries held is handed back to the system)."""
+    once used; the memory they and the layer's temporaries held is reused within the layer and handed back to
+    the system after it, :func:`~netfloc.recording.allocator.reuse_freed_memory`)."""
     tic = time.perf_counter()
     found = PassStatistics()
     for name in track(list(layer_paths), f"{model}: statistics", enabled=progress):
-        if "category" in moments:
-            layer = (model, name, layer_paths[name], categories, shapes[name], options.units)
-            found.results.append(LayerResult.from_moments(*layer, moments["category"].pop(name), settings))
-        if "folds" in moments:
-            fold_moments = moments["folds"].pop(name)
-            found.folds[name] = fold_selections(fold_moments, len(categories), options.cross_validate, settings)
-            found.crossval += crossval_rows(model, name, categories, fold_moments, found.folds[name], settings)
-            del fold_moments
-        permutations = [(int(group[4:]), moments[group].pop(name)) for group in moments if group.startswith("null")]
-        found.null += null_rows(model, name, categories, permutations, settings)
-        del permutations
-        release_freed_memory()
+        with reuse_freed_memory():  # released after each layer
+            if "category" in moments:
+                layer = (model, name, layer_paths[name], categories, shapes[name], options.units)
+                found.results.append(LayerResult.from_moments(*layer, moments["category"].pop(name), settings))
+            if "folds" in moments:
+                fold_moments = moments["folds"].pop(name)
+                found.folds[name] = fold_selections(fold_moments, len(categories), options.cross_validate, settings)
+                found.crossval += crossval_rows(model, name, categories, fold_moments, found.folds[name], settings)
+                del fold_moments
+            permutations = [(int(group[4:]), moments[group].pop(name)) for group in moments if group.startswith("null")]
+            found.null += null_rows(model, name, categories, permutations, settings)
+            del permutations
     found.seconds = time.perf_counter() - tic
     return found
 

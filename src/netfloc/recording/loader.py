@@ -8,10 +8,8 @@ B×U copies per batch for passes that need the values themselves (lesions, selec
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from netfloc.errors import NetflocError, first_line
 from netfloc.models import LoadedModel
 from netfloc.progress import track
+from netfloc.recording.allocator import release_freed_memory, reuse_freed_memory
 from netfloc.recording.hooks import LayerRecorder
 from netfloc.recording.layouts import TokensName, UnitsName
 from netfloc.stimuli import StimulusSet, read_image
@@ -197,6 +196,7 @@ def hooked_batches(
         LayerRecorder(module, layers, units, tokens, truncate=True, sink=sink) as recorder,
         tf32_mode(allow_tf32),
         memory_format_mode(module, chosen) as arrange,
+        reuse_freed_memory(torch.device(device).type == "cpu"),
     ):
         for batch, indices in stream_batches(model, stimuli, device=device, **batching):
             yield arrange(batch), indices, recorder
@@ -211,17 +211,6 @@ def stream_layers(
     with contextlib.closing(hooked_batches(model, layers, stimuli, **options)) as batches:
         for batch, indices, recorder in batches:
             yield forward(recorder, batch, model.name), indices, recorder
-
-
-def release_freed_memory() -> None:
-    """Hand the memory the forward passes freed back to the operating system (glibc's ``malloc_trim``; a no-op
-    on other C libraries). glibc keeps freed blocks below its mmap threshold (up to 32 MiB: most feature maps)
-    in the heap, where they would count towards the process's memory for the rest of the run."""
-    if not sys.platform.startswith("linux"):
-        return
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
-    if trim is not None:
-        trim(0)
 
 
 def probe_shapes(
