@@ -147,6 +147,9 @@ def test_the_layers_of_a_pass_share_one_upcast_buffer(stimuli, monkeypatch):
     assert len(used) == 1
 
 
+@pytest.mark.skipif(
+    allocator._glibc("mallopt") is None or allocator.user_chose_allocator(), reason="reuse needs glibc's mallopt"
+)
 def test_the_recording_pass_and_each_layers_statistics_reuse_freed_memory(stimuli, monkeypatch):
     """Every forward hook of a CPU pass and every layer's statistics run inside reuse_freed_memory (fails when
     either is outside it), and none is left open after them."""
