@@ -333,7 +333,8 @@ def test_fdr_candidates_give_scipy_values_and_few_p_values(method, regime):
 
 def test_fdr_candidate_search_that_is_too_tight_differs_from_scipy(monkeypatch):
     """The control for the candidate search: leaving out units past a search bound that is too tight (a
-    margin of −50% instead of +1e-6) changes q-values and verdicts."""
+    margin of −50% instead of +1e-6) changes q-values and verdicts (or, for the verdicts, trips the check that
+    the bounds of :func:`fdr_reject` agree)."""
     from netfloc.statistics import fdr_q, fdr_reject, inference, two_sided_p
 
     rng = np.random.default_rng(15)
@@ -342,7 +343,36 @@ def test_fdr_candidate_search_that_is_too_tight_differs_from_scipy(monkeypatch):
     expected = stats.false_discovery_control(two_sided_p(t, df), method="by")
     monkeypatch.setattr(inference, "_MARGIN", -0.5)
     assert not np.allclose(fdr_q(t, df, "by"), expected, rtol=1e-12, atol=0)
-    assert not np.array_equal(fdr_reject(t, df, 0.05, "by"), expected < 0.05)
+    try:
+        assert not np.array_equal(fdr_reject(t, df, 0.05, "by"), expected < 0.05)
+    except RuntimeError as error:
+        assert "inconsistent" in str(error)
+
+
+@pytest.mark.parametrize("test", ["welch", "student"])
+def test_fdr_reject_gets_p_values_only_where_the_bounds_leave_the_verdict_open(monkeypatch, test):
+    """Verdicts equal scipy's while few candidates get a p-value (Welch-like ν between 143 and 286, or one ν);
+    the control: an upper bound on p that is too low (the normal tail, below the Student tails) changes the
+    verdicts or trips the consistency check."""
+    from netfloc.statistics import fdr_reject, inference, two_sided_p
+
+    rng = np.random.default_rng(17)
+    t = np.concatenate([rng.normal(0, 2.0, 40000), rng.normal(4, 1.5, 8000)])
+    df = rng.uniform(143, 286, t.size) if test == "welch" else np.full(t.size, 286.0)
+    expected = stats.false_discovery_control(two_sided_p(t, df), method="by")
+    computed = []
+    original = inference.two_sided_p
+    monkeypatch.setattr(inference, "two_sided_p", lambda t, df: computed.append(t.size) or original(t, df))
+    for alpha in (0.01, 0.05, 0.2):
+        np.testing.assert_array_equal(fdr_reject(t, df, alpha, "by"), expected < alpha)
+    c = float(np.sum(1 / np.arange(1, t.size + 1)))
+    assert max(computed) < 0.25 * (np.abs(t) >= special.ndtri(1 - 0.2 / (2 * c))).sum()
+    monkeypatch.setattr(inference, "_upper_p", lambda magnitude, _: inference._lower_p(magnitude))
+    if test == "welch":
+        try:
+            assert not np.array_equal(fdr_reject(t, df, 0.05, "by"), expected < 0.05)
+        except RuntimeError as error:
+            assert "inconsistent" in str(error)
 
 
 @pytest.mark.parametrize("df_kind", ["normal", "welch_144"])
