@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import special
 
+from netfloc.parallel import parallel_map
 from netfloc.statistics import (
     TESTS,
     SelectivitySettings,
@@ -105,32 +106,34 @@ def heldout_reliability(
 ) -> list[np.ndarray]:
     """Per category, the profile correlations of units selected without folds f and f + 1, between those two
     folds (module docstring); empty where F < 3 or K < 3."""
-    values: list[list[np.ndarray]] = [[] for _ in range(n_categories)]
     if n_folds < 3 or n_categories < 3:
         return [np.array([]) for _ in range(n_categories)]
-    for fold in range(n_folds):
+
+    def fold_values(fold: int) -> list[np.ndarray]:
         pair = [fold, (fold + 1) % n_folds]
         selection = merge_folds(fold_moments, n_categories, n_folds, [f for f in range(n_folds) if f not in pair])
         selected = selective_mask(*selection, settings)
         union = np.flatnonzero(selected.any(axis=0))
         first, second = (merge_folds(fold_moments, n_categories, n_folds, [f])[1][:, union] for f in pair)
         correlation = profile_reliability(first, second)
-        for category in range(n_categories):
-            chosen = correlation[selected[category, union]]
-            values[category].append(chosen[np.isfinite(chosen)])
-    return [np.concatenate(parts) for parts in values]
+        chosen = [correlation[selected[category, union]] for category in range(n_categories)]
+        return [values[np.isfinite(values)] for values in chosen]
+
+    per_fold = parallel_map(fold_values, range(n_folds))  # the folds on every core
+    return [np.concatenate([values[category] for values in per_fold]) for category in range(n_categories)]
 
 
 def fold_selections(
     fold_moments: Moments, n_categories: int, n_folds: int, settings: SelectivitySettings
 ) -> list[np.ndarray]:
-    """For each fold f, the K×U selection made on all other folds (the held-out localizer's training side)."""
-    return [
-        selective_mask(
+    """For each fold f, the K×U selection made on all other folds (the held-out localizer's training side); the
+    folds on every core."""
+    return parallel_map(
+        lambda f: selective_mask(
             *merge_folds(fold_moments, n_categories, n_folds, [g for g in range(n_folds) if g != f]), settings
-        )
-        for f in range(n_folds)
-    ]
+        ),
+        range(n_folds),
+    )
 
 
 def crossval_rows(
@@ -189,10 +192,10 @@ def null_rows(
     settings: SelectivitySettings,
 ) -> list[dict]:
     """Tidy rows (model, layer, category, permutation, n_units, n_selective, proportion) under the null, from
-    (permutation index, moments) pairs."""
+    (permutation index, moments) pairs; the permutations on every core."""
     rows = []
-    for permutation, moments in permutation_moments:
-        selective = selective_mask(*moments, settings)
+    masks = parallel_map(lambda item: selective_mask(*item[1], settings), permutation_moments)
+    for (permutation, _), selective in zip(permutation_moments, masks, strict=True):
         for k, name in enumerate(categories):
             n_selective = int(selective[k].sum())
             rows.append(
