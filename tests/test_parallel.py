@@ -1,4 +1,4 @@
-"""parallel_map: results in item order, items on worker threads, nested maps in their item's thread."""
+"""parallel_map: results in item order, items on worker threads, nested maps on their item's share of the cores."""
 
 from __future__ import annotations
 
@@ -24,6 +24,18 @@ def test_nested_maps_run_in_their_items_thread_and_results_keep_their_order(monk
     assert all(inner == {outer} for _, outer, inner in found)
     assert threading.get_ident() not in {outer for _, outer, _ in found}
     assert parallel_map(lambda _: threading.get_ident(), range(4)) != [threading.get_ident()] * 4
+
+
+def test_a_nested_map_uses_the_cores_its_item_was_left(monkeypatch):
+    """With 8 cores and 2 outer items each item's map of 4 runs its 4 items at once (each waits for the other
+    three); fails, by a broken barrier, when nested maps always run in their item's thread."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+
+    def item(_: int) -> int:
+        barrier = threading.Barrier(4, timeout=5)
+        return len(set(parallel_map(lambda _: barrier.wait() is not None and threading.get_ident(), range(4))))
+
+    assert parallel_map(item, range(2)) == [4, 4]
 
 
 def test_the_first_error_is_raised(monkeypatch):

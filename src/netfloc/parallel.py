@@ -2,8 +2,9 @@
 
 For work that releases the GIL (numpy, scipy's special functions and sorts, image decoding, hashing, zlib):
 threads share the inputs without copies. An error or an interrupt cancels the items not yet started instead of
-waiting for all of them. A ``parallel_map`` called inside another's item runs in that item's thread: the outer
-map already uses every core (e.g. null permutations on every core, each one's unit pairs in its thread).
+waiting for all of them. A ``parallel_map`` called inside another's item gets that item's share of the cores
+(cores // the outer map's threads): with 2 cores and 20 null permutations each permutation's unit pairs run in
+its own thread; with 16 cores and 5 folds each fold's pairs run on 3 threads.
 """
 
 from __future__ import annotations
@@ -18,24 +19,25 @@ _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
 
 
-#: Marks the threads of a running :func:`parallel_map`.
+#: The cores a :func:`parallel_map` thread's own maps may use (unset outside them: every core).
 _worker = threading.local()
 
 
 def parallel_map(function: Callable[[_Item], _Result], items: Iterable[_Item]) -> list[_Result]:
-    """``[function(item) for item in items]`` on every core (threads; in the calling thread for one item, one
-    core, or inside another ``parallel_map``'s item); the first error is raised once the items already running
+    """``[function(item) for item in items]`` on every core, or on the share of an outer map's item (threads; in
+    the calling thread for one item or one core); the first error is raised once the items already running
     have finished, the others are not started."""
     items = list(items)
-    workers = min(len(items), os.cpu_count() or 1)
-    if workers < 2 or getattr(_worker, "inside", False):
+    cores = getattr(_worker, "cores", None) or os.cpu_count() or 1
+    workers = min(len(items), cores)
+    if workers < 2:
         return [function(item) for item in items]
-    pool = ThreadPoolExecutor(max_workers=workers, initializer=_mark_worker)
+    pool = ThreadPoolExecutor(max_workers=workers, initializer=_set_cores, initargs=(max(1, cores // workers),))
     try:
         return list(pool.map(function, items))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _mark_worker() -> None:
-    _worker.inside = True
+def _set_cores(cores: int) -> None:
+    _worker.cores = cores

@@ -193,7 +193,7 @@ def null_rows(
 ) -> list[dict]:
     """Tidy rows (model, layer, category, permutation, n_units, n_selective, proportion) under the null, from
     (permutation index, moments) pairs; the permutations on every core."""
-    rows = []
+    rows, permutation_moments = [], list(permutation_moments)
     masks = parallel_map(lambda item: selective_mask(*item[1], settings), permutation_moments)
     for (permutation, _), selective in zip(permutation_moments, masks, strict=True):
         for k, name in enumerate(categories):
