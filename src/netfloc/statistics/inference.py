@@ -233,12 +233,12 @@ def fdr_reject(t: np.ndarray, df: DegreesOfFreedom, alpha: float, method: FdrNam
     return rejected
 
 
-def _lower_p(magnitude):
+def _lower_p(magnitude: np.ndarray | float) -> np.ndarray | float:
     """2Φ(−|t|), lowered by the margin: below every Student two-sided p at this |t|."""
     return 2.0 * special.ndtr(-magnitude) / (1.0 + _BOUND_MARGIN)
 
 
-def _upper_p(magnitude, smallest_nu: float):
+def _upper_p(magnitude: np.ndarray | float, smallest_nu: float) -> np.ndarray | float:
     """2·T_ν₀(−|t|), raised by the margin: above the two-sided p at this |t| of every ν ≥ ν₀."""
     return 2.0 * special.stdtr(smallest_nu, -magnitude) * (1.0 + _BOUND_MARGIN)
 
@@ -256,9 +256,8 @@ def _threshold_low(tau: np.ndarray, smallest_nu: float, m: int, c: float, epsilo
     if not found.size:
         return 0.0
     following = coarse[coarse > found[-1]]
-    if following.size:
-        fine = passing(np.unique(np.linspace(found[-1], following[0] - 1, 128).astype(np.int64)))
-        found = fine if fine.size else found
+    if following.size:  # the fine grid starts at the rank that passed, so it passes again at least there
+        found = passing(np.unique(np.linspace(found[-1], following[0] - 1, 128).astype(np.int64)))
     return float(_lower_p(tau[found[-1] - 1]))
 
 
