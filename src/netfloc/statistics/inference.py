@@ -163,10 +163,13 @@ def _candidates(t: np.ndarray, c: float, epsilon: float, sort: bool = False) -> 
     first = np.flatnonzero(magnitude >= -special.ndtri(epsilon / (2.0 * c)) * (1.0 - 1e-9))
     first_magnitude = magnitude[first]
     limit = epsilon * (1.0 + _MARGIN) / (t.size * c)
-    if not first.size or 2.0 * special.ndtr(-first_magnitude.min()) < limit * first.size:
-        # none, or the last rank passes (J_lo = all of them: BH q-values), no sort needed
-        return first, np.sort(first_magnitude)[::-1] if sort else None
+    # none, or the last rank passes (J_lo = all of them: BH q-values): the search needs no sort
+    every_one = not first.size or 2.0 * special.ndtr(-first_magnitude.min()) < limit * first.size
+    if every_one and not sort:
+        return first, None
     tau = np.sort(first_magnitude)[::-1]
+    if every_one:
+        return first, tau
     ranks = np.arange(1, tau.size + 1, dtype=np.float64)
     possible = np.flatnonzero(2.0 * special.ndtr(-tau) < limit * ranks)
     if not possible.size:
