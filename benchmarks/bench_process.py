@@ -17,6 +17,9 @@ Printed ratios (the table of issue 10):
 - ``--layers <first layer>`` / full bare forward: the forward pass stops after the deepest requested layer
 - ``--null 20 --cross-validate 5`` / plain run
 - statistics phase / recording phase (from the fastest run's run.json timings)
+- run / bare forward in CPU seconds (user + system, median of the rounds): the work netfloc adds to the cores,
+  which on a CPU that the forward pass fills is time (``benchmarks/bench_floor.py`` measures what that work
+  cannot go below)
 
     python benchmarks/bench_process.py [--model torchvision:resnet50:random] [--layers stages] [--repeats 2]
 
@@ -44,19 +47,19 @@ HUGE_PAGES = "THP_MEM_ALLOC_ENABLE"
 
 
 def timed(command: list[str]) -> dict[str, float]:
-    """Wall seconds and peak RSS (GB) of one process, measured by /usr/bin/time (our environment, without
-    :data:`HUGE_PAGES`)."""
+    """Wall seconds, peak RSS (GB) and user and system CPU seconds of one process, measured by /usr/bin/time
+    (our environment, without :data:`HUGE_PAGES`)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         done = subprocess.run(
-            ["/usr/bin/time", "-f", "%e %M", "-o", report.name, *command],
+            ["/usr/bin/time", "-f", "%e %M %U %S", "-o", report.name, *command],
             capture_output=True,
             text=True,
             env={name: value for name, value in os.environ.items() if name != HUGE_PAGES},
         )
         if done.returncode != 0:
             raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-2000:]}")
-        seconds, kilobytes = report.read().split()[-2:]
-    return {"seconds": float(seconds), "peak_gb": int(kilobytes) / 2**20}
+        seconds, kilobytes, user, system = report.read().split()[-4:]
+    return {"seconds": float(seconds), "peak_gb": int(kilobytes) / 2**20, "cpu_s": float(user) + float(system)}
 
 
 def fastest(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -118,6 +121,7 @@ def main() -> None:
     bare_run, default_bare, plain = (fastest(runs) for runs in rounds)
     paired = round_ratios(rounds[2], rounds[0])
     paired_memory = round_ratios(rounds[2], rounds[0], "peak_gb")
+    paired_cpu = round_ratios(rounds[2], rounds[0], "cpu_s")  # user + system: what netfloc adds to the cores' work
     timings = plain["timings_s"]  # of the fastest run
     shallow = fastest([timed(run(full, "first", args.first_layer)) for _ in range(args.repeats)])
     controls = timed(run(full, "controls", args.layers, "--null", "20", "--cross-validate", "5"))
@@ -133,6 +137,7 @@ def main() -> None:
         f"--layers {args.first_layer} / full bare forward": shallow["seconds"] / bare_run["seconds"],
         "--null 20 --cross-validate 5 / plain run": controls["seconds"] / plain["seconds"],
         "statistics / recording (run.json)": timings["statistics"] / timings["record"],
+        "run / bare forward (CPU seconds), median of rounds": statistics.median(paired_cpu),
     }
     measured = {
         "bare_forward": bare_run,
@@ -146,6 +151,7 @@ def main() -> None:
         "rounds": {"bare_forward": rounds[0], "bare_forward_pytorch_defaults": rounds[1], "run": rounds[2]},
         "round_ratios_run_over_bare": paired,
         "round_peak_ratios_run_over_bare": paired_memory,
+        "round_cpu_ratios_run_over_bare": paired_cpu,
     }
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"{args.model}, layers {args.layers}, 864 fLoc images, {machine}")
