@@ -27,7 +27,6 @@ statistics and recording times (run.json).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from itertools import combinations
@@ -89,32 +88,42 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     result = LocalizerResult.load(args.run)
-    info = json.loads((args.run / "run.json").read_text())
+    info = result.run_info  # run.json, read and checked with the layers
     settings, cores = info["settings"], os.cpu_count() or 1
     batches = -(-int(result.layers[0].count.sum()) // settings["batch_size"])
     totals = dict.fromkeys(("pairs", "stdtr_s", "fdtrc_s", "update_s", "read_s"), 0.0)
     print(f"{args.run}: {len(result.layers)} layers, {batches} batches of {settings['batch_size']}, {cores} cores")
-    print(f"{'layer':12s} {'units':>9s} {'pairs q<1':>10s} {'stdtr CPU-s':>12s} {'fdtrc CPU-s':>12s} "
-          f"{'update s/pass':>14s} {'one read s/pass':>16s}")  # fmt: skip
+    print(
+        f"{'layer':12s} {'units':>9s} {'pairs q<1':>10s} {'stdtr CPU-s':>12s} {'fdtrc CPU-s':>12s} "
+        f"{'update s/pass':>14s} {'one read s/pass':>16s}"
+    )
     for layer in result.layers:
         count = layer.count.astype(np.float64)
         mean = layer.mean.astype(np.float64)
         m2 = layer.std.astype(np.float64) ** 2 * (count[:, None] - 1)
         found = exact_tails(count, mean, m2, settings["test"], settings["fdr"])
-        found |= {key: value * batches for key, value in
-                  accumulation(mean.shape[1], len(count), settings["batch_size"], args.repeats).items()}  # fmt: skip
+        per_batch = accumulation(mean.shape[1], len(count), settings["batch_size"], args.repeats)
+        found |= {key: seconds * batches for key, seconds in per_batch.items()}
         for key in totals:
             totals[key] += found[key]
-        print(f"{layer.layer:12s} {mean.shape[1]:9d} {found['pairs']:10d} {found['stdtr_s']:12.3f} "
-              f"{found['fdtrc_s']:12.3f} {found['update_s']:14.3f} {found['read_s']:16.3f}")  # fmt: skip
+        print(
+            f"{layer.layer:12s} {mean.shape[1]:9d} {found['pairs']:10d} {found['stdtr_s']:12.3f} "
+            f"{found['fdtrc_s']:12.3f} {found['update_s']:14.3f} {found['read_s']:16.3f}"
+        )
     timings = info["models"][0]["timings_s"]
     tails = (totals["stdtr_s"] + totals["fdtrc_s"]) / cores
-    print(f"exact tails: {int(totals['pairs']):,} stdtr + fdtrc for every unit = "
-          f"{totals['stdtr_s'] + totals['fdtrc_s']:.2f} CPU-s, ≥ {tails:.2f} s on {cores} cores")  # fmt: skip
-    print(f"statistics (run.json) {timings['statistics']:.2f} s; floor / recording {tails / timings['record']:.3f}, "
-          f"run's statistics / recording {timings['statistics'] / timings['record']:.3f}")  # fmt: skip
-    print(f"accumulation per pass: netfloc's update {totals['update_s']:.2f} s, one read of the activations "
-          f"{totals['read_s']:.2f} s (recording {timings['record']:.2f} s)")  # fmt: skip
+    print(
+        f"exact tails: {int(totals['pairs']):,} stdtr + fdtrc for every unit = "
+        f"{totals['stdtr_s'] + totals['fdtrc_s']:.2f} CPU-s, ≥ {tails:.2f} s on {cores} cores"
+    )
+    print(
+        f"statistics (run.json) {timings['statistics']:.2f} s; floor / recording {tails / timings['record']:.3f}, "
+        f"run's statistics / recording {timings['statistics'] / timings['record']:.3f}"
+    )
+    print(
+        f"accumulation per pass: netfloc's update {totals['update_s']:.2f} s, one read of the activations "
+        f"{totals['read_s']:.2f} s (recording {timings['record']:.2f} s)"
+    )
 
 
 if __name__ == "__main__":
