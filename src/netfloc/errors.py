@@ -15,3 +15,20 @@ def first_line(error: BaseException) -> str:
     errors that wrap a library's exception."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
+
+
+class ReportFailed(NetflocError):
+    """A command saved its results, then failed to make their report (figures, ``report.html``).
+
+    The results folder is complete and kept; the message says where it is, why the report failed and how to
+    retry (``netfloc report FOLDER``). The error that stopped the report is the ``__cause__``.
+    """
+
+    def __init__(self, folder: object, cause: BaseException) -> None:
+        reason = "interrupted" if isinstance(cause, KeyboardInterrupt) else first_line(cause)
+        if not isinstance(cause, NetflocError | KeyboardInterrupt) and reason != type(cause).__name__:
+            reason = f"{type(cause).__name__}: {reason}"
+        super().__init__(
+            f'results saved in {folder}; the report failed: {reason}; run "netfloc report {folder}" to retry'
+        )
+        self.folder = folder

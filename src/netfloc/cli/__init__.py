@@ -6,6 +6,7 @@ Heavy modules (torch, the model zoo, pandas, matplotlib) are imported inside the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,7 @@ from rich.table import Table
 
 from netfloc.cli.brain import app as brain_app
 from netfloc.cli.brain import run_responses
-from netfloc.cli.common import err_console, out_console, pause_garbage_collection, user_errors
+from netfloc.cli.common import DEBUG_ENV, err_console, out_console, pause_garbage_collection, user_errors
 from netfloc.cli.config import load_config, merge_options, split_list
 from netfloc.cli.stimuli import app as stimuli_app
 from netfloc.errors import NetflocError
@@ -25,6 +26,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help=f"Print the traceback behind an error (or set {DEBUG_ENV}=1).")
+    ] = False,
+) -> None:
+    """Functional localizers for deep networks: find category-selective units like fMRI localizers do."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
 app.add_typer(stimuli_app, name="stimuli", help="Fetch, build, scramble and inspect stimulus sets.")
 app.add_typer(brain_app, name="brain")
 
@@ -162,10 +176,10 @@ def report_command(
     run_dir: Annotated[Path, typer.Argument(help="Results folder written by `netfloc run`.")],
 ) -> None:
     """Rebuild tables (CSV), figures (PNG, SVG) and report.html of a results folder; no model is run."""
-    from netfloc.report import write_report
+    from netfloc.report.build import report_saved_results
 
     with user_errors():
-        path = write_report(run_dir)
+        path = report_saved_results(run_dir)
     err_console.print(f"report written to {path}")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import os
+import traceback
 from collections.abc import Iterator
 
 import typer
@@ -16,6 +18,13 @@ from netfloc.errors import NetflocError
 out_console = Console()
 err_console = Console(stderr=True)
 _collection_paused = False
+#: Set (to anything but empty or 0) to print the traceback behind a one-line error; ``netfloc --debug`` sets it.
+DEBUG_ENV = "NETFLOC_DEBUG"
+
+
+def debugging() -> bool:
+    """Whether one-line errors also print the traceback behind them (:data:`DEBUG_ENV`)."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 def pause_garbage_collection() -> None:
@@ -47,11 +56,15 @@ def _resume_garbage_collection() -> None:
 def user_errors() -> Iterator[None]:
     """Turn :class:`NetflocError` into one line on stderr and exit status 2 (the message is escaped: names from a
     results folder or a file system must not be read as rich markup). Every command enters it once its imports
-    are done, so garbage collection paused for them resumes here (:func:`pause_garbage_collection`)."""
+    are done, so garbage collection paused for them resumes here (:func:`pause_garbage_collection`). With
+    :data:`DEBUG_ENV` set, the traceback (that of the error's cause, e.g. what stopped a report) comes first."""
     _resume_garbage_collection()
     try:
         yield
     except NetflocError as error:
+        if debugging():
+            shown = error.__cause__ or error
+            err_console.print("".join(traceback.format_exception(shown)), markup=False, highlight=False, soft_wrap=True)
         err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:

@@ -213,17 +213,22 @@ def save_run(
     partial: Path | None = None,
     keep_shards: bool = False,
 ) -> Path:
-    """Write ``result``'s folder atomically and, with ``report``, its tables, figures and ``report.html``; the
-    shards of an unfinished-run folder ``partial`` are then kept as ``OUT/shards`` or dropped."""
+    """Write ``result``'s folder atomically (the shards of an unfinished-run folder ``partial`` are then kept as
+    ``OUT/shards`` or dropped) and, with ``report``, its tables, figures and ``report.html`` after it.
+
+    The results are in place before the report starts: when the report fails,
+    :class:`~netfloc.errors.ReportFailed` says so in one line and the folder stays complete
+    (:func:`netfloc.report.build.report_saved_results`; ``netfloc report OUT`` retries).
+    """
     out = Path(out)
     with atomic_directory(out, force, results_folder_problem) as staging:
         result.write(staging)
-        if report:
-            from netfloc.report import write_report
-
-            write_report(staging, result)
         if partial is not None:
             close_partial(partial, staging, keep_shards)
+    if report:
+        from netfloc.report.build import report_saved_results
+
+        report_saved_results(out, result)
     return out
 
 

@@ -14,9 +14,9 @@ The validity controls a folder holds (``crossval.csv``, ``null_summary.csv``, mo
 from ``netfloc brain`` (:mod:`netfloc.report.brain`); absent ones add nothing. So do the checkpoint series of
 ``netfloc run --series`` (:mod:`netfloc.report.series`), whose tables are recomputed from the units' files.
 
-Everything is first written to a hidden staging folder inside the results folder, then moved into place
-with ``report.html`` last (an old ``report.html`` is removed first): a failure leaves no report, or the
-old one, never a half-written one.
+Everything is first written to a hidden staging folder inside the results folder, then moved into place: the
+tables first (an old ``report.html`` is removed before them), then the figures, ``report.html`` last. A failure
+while drawing leaves every table and no report, never a half-written one.
 
 :func:`compare_runs` merges run folders (each with its own models) into a new results folder with the same
 layout as a single run, plus a ``runs`` list in ``run.json``, and writes its report.
@@ -37,7 +37,7 @@ import pandas as pd
 from netfloc.analysis import run_tables as rt
 from netfloc.analysis import tables as tb
 from netfloc.analysis.series import series_tables
-from netfloc.errors import NetflocError
+from netfloc.errors import NetflocError, ReportFailed
 from netfloc.files import atomic_directory
 from netfloc.report.brain import brain_section
 from netfloc.report.control_figures import make_control_figures
@@ -65,6 +65,16 @@ REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
 #: run.json keys copied to a merged folder when every run has the same value.
 SHARED_KEYS = ("versions", "stimuli", "settings", "seed", "device", "image_stats")
+
+
+def report_saved_results(run_dir: Path, result: LocalizerResult | None = None) -> Path:
+    """:func:`write_report` for a results folder a command has just saved: whatever stops the report (a bug, a full
+    disk, a missing font or library, Ctrl-C) becomes :class:`~netfloc.errors.ReportFailed`, whose one line says that
+    the results are kept and how to retry; the original error is its ``__cause__``."""
+    try:
+        return write_report(run_dir, result)
+    except (Exception, KeyboardInterrupt) as error:
+        raise ReportFailed(run_dir, error) from error
 
 
 def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
@@ -99,6 +109,7 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
     try:
         for name, frame in written.items():
             frame.to_csv(staging / f"{name}.csv", index=False)
+        _publish_tables(staging, run_dir, [f"{name}.csv" for name in written])
         figures = make_figures(result, tables, tb.density_maps(result), consistency, staging / FIGURES_DIR)
         control_figures = make_control_figures(
             controls, result.models, tb.layer_order(result), tb.categories(result), staging / FIGURES_DIR
@@ -115,7 +126,7 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
             series_section(series, series_figures) + ([*sections, brain] if brain is not None else sections),
         )
         (staging / REPORT_FILE).write_text(document, encoding="utf-8")
-        _publish(staging, run_dir, [f"{name}.csv" for name in written])
+        _publish_report(staging, run_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return run_dir / REPORT_FILE
@@ -125,14 +136,19 @@ def write_report(run_dir: Path, result: LocalizerResult | None = None) -> Path:
 CONTROL_TABLES = ("crossval_summary", "baseline_comparison")
 
 
-def _publish(staging: Path, run_dir: Path, csv_names: list[str]) -> None:
-    """Move the staged report into ``run_dir``: old HTML out first, tables, figures, new HTML last."""
+def _publish_tables(staging: Path, run_dir: Path, csv_names: list[str]) -> None:
+    """Move the staged tables into ``run_dir`` before any figure is drawn (a report that fails later leaves every
+    table in place); an old ``report.html``, which would no longer match them, is removed first."""
     (run_dir / REPORT_FILE).unlink(missing_ok=True)
     for name in csv_names:
         os.replace(staging / name, run_dir / name)
     for name in CONTROL_TABLES:
         if f"{name}.csv" not in csv_names:
             (run_dir / f"{name}.csv").unlink(missing_ok=True)
+
+
+def _publish_report(staging: Path, run_dir: Path) -> None:
+    """Move the staged figures, then the new ``report.html``, into ``run_dir``."""
     figures = run_dir / FIGURES_DIR
     retired = staging / "figures-old"
     if figures.exists():
@@ -148,6 +164,9 @@ def _publish(staging: Path, run_dir: Path, csv_names: list[str]) -> None:
 
 def compare_runs(run_dirs: Sequence[Path], out: Path, force: bool = False) -> Path:
     """Merge two or more results folders into ``out`` and write its report; returns ``out``.
+
+    The merged folder is complete before the report is made: a failing report raises
+    :class:`~netfloc.errors.ReportFailed` and leaves the folder in place (:func:`report_saved_results`).
 
     The runs must use the same categories (names, in the same order) and distinct model labels. ``out``
     gets every model's ``units/<model>/<layer>.npz`` (copied), the runs' ``selectivity.csv`` rows
@@ -178,7 +197,8 @@ def compare_runs(run_dirs: Sequence[Path], out: Path, force: bool = False) -> Pa
         tables = _merge_run_tables(dirs, infos, staging)
         _copy_lesions(dirs, staging)
         write_json(staging / RUN_FILE, {**_merged_run_info(dirs, infos), "tables": tables})
-        write_report(staging, LocalizerResult.load(staging, staging=True))
+        LocalizerResult.load(staging, staging=True)  # every copied file is checked before the folder is published
+    report_saved_results(out)
     return out
 
 

@@ -203,45 +203,65 @@ def plot_comparison(comparison: pd.DataFrame, models: list[str], layers: list[st
     return figure
 
 
+SELECTIONS = ("in-sample", "held-out")
+
+
+def consistency_panels(consistency: pd.DataFrame, models: list[str]) -> list[tuple[str, str]]:
+    """The (model, selection) pairs that ``consistency`` lists, models in ``models`` order and ``in-sample``
+    before ``held-out`` (:mod:`netfloc.analysis.consistency`); selections of another name follow in table order."""
+    listed = set(zip(consistency["model"], consistency["selection"], strict=True))
+    order = list(SELECTIONS) + [s for s in dict.fromkeys(consistency["selection"]) if s not in SELECTIONS]
+    return [(model, selection) for model in models for selection in order if (model, selection) in listed]
+
+
 def plot_consistency(consistency: pd.DataFrame, models: list[str], layer_lists: dict[str, list[str]]) -> Figure:
-    """Spearman correlation between the RDMs of every two layers, one heatmap per model (rows) and category."""
+    """Spearman correlation between the RDMs of every two layers: one heatmap per category (columns) and per
+    model and selection (rows: in-sample, then held-out where the run cross-validated)."""
     categories = list(dict.fromkeys(consistency["category"]))
-    models = [model for model in models if model in set(consistency["model"])]
-    figure = Figure(figsize=(2.4 * len(categories) + 0.8, 2.3 * len(models)), layout="constrained")
-    grid = figure.subplots(len(models), len(categories), squeeze=False)
-    for r, model in enumerate(models):
+    rows = consistency_panels(consistency, models)
+    figure = Figure(figsize=(2.4 * len(categories) + 0.8, 2.3 * len(rows)), layout="constrained")
+    grid = figure.subplots(len(rows), len(categories), squeeze=False)
+    for r, (model, selection) in enumerate(rows):
         layers = layer_lists[model]
         for c, category in enumerate(categories):
             ax = grid[r, c]
-            matrix = rt.consistency_matrix(consistency, model, category, layers)
+            matrix = rt.consistency_matrix(consistency, model, category, layers, selection)
             image = ax.imshow(matrix, cmap="PuOr_r", vmin=-1.0, vmax=1.0)
             ticks = range(len(layers))
             ax.set_xticks(ticks, [text(layer) for layer in layers], rotation=90, fontsize=6)
             ax.set_yticks(ticks, [text(layer) for layer in layers], fontsize=6)
-            ax.set_title(f"{text(model)}: {text(category)}")
+            ax.set_title(f"{text(model)} ({selection}): {text(category)}")
         figure.colorbar(image, ax=list(grid[r]), label="Spearman ρ", shrink=0.9)
     return figure
 
 
 def plot_consistency_summary(summary: pd.DataFrame, models: list[str]) -> Figure:
-    """Mean off-diagonal Spearman ρ between layers' RDMs, bars per category with models side by side."""
+    """Mean off-diagonal Spearman ρ between layers' RDMs: bars per category, one bar per model and selection
+    (colour: model; hatched: held-out selection)."""
     colors = model_colors(models)
     categories = list(dict.fromkeys(summary["category"]))
-    models = [model for model in models if model in set(summary["model"])]
-    figure = Figure(figsize=(max(PANEL[0], 0.5 * len(categories) * len(models) + 1.0), PANEL[1]), layout="constrained")
+    bars = consistency_panels(summary, models)
+    figure = Figure(figsize=(max(PANEL[0], 0.5 * len(categories) * len(bars) + 1.0), PANEL[1]), layout="constrained")
     ax = figure.subplots()
-    width = 0.8 / len(models)
-    for m, model in enumerate(models):
-        chosen = summary[summary["model"] == model].set_index("category")["mean_off_diagonal"]
-        values = [chosen.get(category, np.nan) for category in categories]
+    width = 0.8 / max(len(bars), 1)
+    for b, (model, selection) in enumerate(bars):
+        chosen = summary[(summary["model"] == model) & (summary["selection"] == selection)]
+        by_category = chosen.set_index("category")["mean_off_diagonal"]
+        values = [float(by_category.get(category, np.nan)) for category in categories]
         ax.bar(
-            np.arange(len(categories)) - 0.4 + width * (m + 0.5), values, width, color=colors[model], label=text(model)
+            np.arange(len(categories)) - 0.4 + width * (b + 0.5),
+            values,
+            width,
+            color=colors[model],
+            hatch="//" if selection != "in-sample" else None,
+            edgecolor="white" if selection != "in-sample" else None,
+            label=f"{text(model)} ({selection})",
         )
     ax.axhline(0.0, color="grey", lw=0.6)
     ax.set_xticks(range(len(categories)), [text(c) for c in categories], rotation=45, ha="right")
     ax.set_xlabel("category")
     ax.set_ylabel("mean off-diagonal\nSpearman ρ between layers")
-    ax.legend(title="model", frameon=False)
+    ax.legend(title="model (selection)", frameon=False)
     return figure
 
 
@@ -337,7 +357,8 @@ def make_figures(
                     "consistency",
                     "Representational consistency across layers",
                     "Spearman correlation between the representational dissimilarity matrices of every two "
-                    "layers (1 − Pearson r between images' response patterns).",
+                    "layers (1 − Pearson r between images' response patterns); in-sample: populations selected on "
+                    "all images, held-out: selected on the other folds, RDMs on each fold's images.",
                 )
             )
             saved.append(
@@ -346,7 +367,8 @@ def make_figures(
                     folder,
                     "consistency_summary",
                     "Mean consistency across layers",
-                    "Mean of the off-diagonal Spearman correlations between layers' RDMs, per model and category.",
+                    "Mean of the off-diagonal Spearman correlations between layers' RDMs, per model, selection "
+                    "and category (hatched: populations selected without the images their RDMs are built on).",
                 )
             )
     return saved

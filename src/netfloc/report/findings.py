@@ -135,11 +135,21 @@ def specificity_findings(result: LocalizerResult, specificity: pd.DataFrame, tes
 
 
 def consistency_findings(summary: pd.DataFrame) -> list[str]:
-    """Per model: the mean off-diagonal Spearman ρ between layers' RDMs for each category."""
+    """Per model and selection (in-sample, held-out): the mean off-diagonal Spearman ρ between layers' RDMs for
+    each category (categories without a value, e.g. no selective population, are left out)."""
     sentences = []
-    for model, rows in summary.groupby("model", sort=False):
-        parts = [f"{row.category} {row.mean_off_diagonal:.2f}" for row in rows.itertuples(index=False)]
-        sentences.append(f"Mean Spearman ρ between the RDMs of {model}'s layers: " + ", ".join(parts) + ".")
+    for (model, selection), rows in summary.groupby(["model", "selection"], sort=False):
+        parts = [
+            f"{row.category} {row.mean_off_diagonal:.2f}"
+            for row in rows.itertuples(index=False)
+            if np.isfinite(row.mean_off_diagonal)
+        ]
+        if parts:
+            sentences.append(
+                f"Mean Spearman ρ between the RDMs of {model}'s layers ({selection} selection): "
+                + ", ".join(parts)
+                + "."
+            )
     return sentences
 
 
