@@ -4,12 +4,24 @@ populations in three layers, in-sample and held out, so the consistency tables c
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
+import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
 from netfloc.cli import app
+
+from .conftest import REPO
+
+
+def lite0_example():
+    """``examples/lite0_study.py``, the README's worked example, imported by its path."""
+    spec = importlib.util.spec_from_file_location("lite0_study", REPO / "examples" / "lite0_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_study_offline_from_local_floc(tmp_path, floc_dir):
@@ -57,5 +69,8 @@ def test_study_offline_from_local_floc(tmp_path, floc_dir):
     assert {"in-sample", "held-out"} <= set(summary["selection"]), "both selections have a consistency value"
     assert "faces" in set(summary.query("selection == 'held-out'")["category"])
     assert (results / "report.html").read_text().startswith("<!DOCTYPE html>")
+    numbers = lite0_example().headline_numbers(results)  # the README's numbers are read by this function
+    assert numbers["faces_peak_trained"] > 0 and numbers["first_layer"] == "stage6"
+    assert all(np.isfinite(value) for value in numbers.values() if isinstance(value, float)), numbers
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "--force" in again.output
