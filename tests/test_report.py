@@ -249,7 +249,9 @@ def test_report_writes_every_file_escapes_user_text_and_parses(synthetic, tmp_pa
     assert not list(run.glob(".report-tmp-*"))
 
 
-def test_a_failing_report_leaves_the_old_one(synthetic, tmp_path, monkeypatch):
+def test_a_failing_report_keeps_its_tables_and_no_stale_report(synthetic, tmp_path, monkeypatch):
+    """Tables are results: they are in place before any figure is drawn; an old report.html, which would no longer
+    match them, is gone, and no staging folder is left (issue 28)."""
     run = synthetic.save(tmp_path / "run")
     (run / "report.html").write_text("old")
 
@@ -259,8 +261,8 @@ def test_a_failing_report_leaves_the_old_one(synthetic, tmp_path, monkeypatch):
     monkeypatch.setattr(report_build, "make_figures", broken)
     with pytest.raises(RuntimeError):
         write_report(run)
-    assert (run / "report.html").read_text() == "old"
-    assert not list(run.glob(".report-tmp-*")) and not (run / "proportions.csv").exists()
+    assert not (run / "report.html").exists()
+    assert not list(run.glob(".report-tmp-*")) and not pd.read_csv(run / "proportions.csv").empty
 
 
 def test_single_model_has_no_comparisons_and_renders(synthetic):

@@ -6,7 +6,6 @@ Heavy modules (torch, the model zoo, pandas, matplotlib) are imported inside the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from netfloc.cli.brain import app as brain_app
 from netfloc.cli.brain import run_responses
-from netfloc.cli.common import DEBUG_ENV, err_console, out_console, pause_garbage_collection, user_errors
+from netfloc.cli.common import DEBUG_ENV, err_console, out_console, pause_garbage_collection, set_debug, user_errors
 from netfloc.cli.config import load_config, merge_options, split_list
 from netfloc.cli.stimuli import app as stimuli_app
 from netfloc.errors import NetflocError
@@ -35,8 +34,7 @@ def main_options(
     ] = False,
 ) -> None:
     """Functional localizers for deep networks: find category-selective units like fMRI localizers do."""
-    if debug:
-        os.environ[DEBUG_ENV] = "1"
+    set_debug(debug)
 
 
 app.add_typer(stimuli_app, name="stimuli", help="Fetch, build, scramble and inspect stimulus sets.")

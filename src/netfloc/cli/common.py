@@ -18,13 +18,20 @@ from netfloc.errors import NetflocError
 out_console = Console()
 err_console = Console(stderr=True)
 _collection_paused = False
-#: Set (to anything but empty or 0) to print the traceback behind a one-line error; ``netfloc --debug`` sets it.
+#: Set (to anything but empty or 0) to print the traceback behind a one-line error, as ``netfloc --debug`` does.
 DEBUG_ENV = "NETFLOC_DEBUG"
+_debug_flag = False
+
+
+def set_debug(enabled: bool) -> None:
+    """``netfloc --debug`` for this invocation (set anew by every invocation, so none leaks into the next)."""
+    global _debug_flag
+    _debug_flag = enabled
 
 
 def debugging() -> bool:
-    """Whether one-line errors also print the traceback behind them (:data:`DEBUG_ENV`)."""
-    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    """Whether one-line errors also print the traceback behind them (``--debug`` or :data:`DEBUG_ENV`)."""
+    return _debug_flag or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 def pause_garbage_collection() -> None:
